@@ -1,0 +1,33 @@
+"""Errors meant for the user: one line each, naming the file and the fix. Tracebacks are for bugs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A problem with the user's input. The CLI prints each line on stderr and exits with status 2.
+
+    Args:
+        problems: one or more one-line messages, each naming the file concerned and what to do.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        self.problems: list[str] = [p for p in problems if p]
+        super().__init__("\n".join(self.problems))
+
+    @classmethod
+    def collect(cls, problems: Iterable[str]) -> UserError:
+        return cls(*problems)
+
+
+class DataError(UserError):
+    """A dataset that cannot be used as given: missing, unpaired, unreadable or malformed files."""
+
+
+class ConfigError(UserError):
+    """A configuration value or override that is invalid."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be loaded: missing, corrupt, unsafe, or incompatible."""

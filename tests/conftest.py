@@ -1,0 +1,30 @@
+"""Shared fixtures: the real sample data in ../shared/data (skipped, with the reason, when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CITYSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.is_dir():
+        pytest.skip(f"real sample data not found at {path} (set CITYSEG_SHARED_DATA to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cityscapes_root() -> Path:
+    """The official-layout sample: 8 train frames (aachen, 2048x1024) and 1 val frame (frankfurt)."""
+    return _shared("cityscapes")
+
+
+@pytest.fixture(scope="session")
+def pairs_root() -> Path:
+    """The Kaggle pairs sample: 2975 train JPEGs of 256x512."""
+    return _shared("pairs")

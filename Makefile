@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # On this machine torch 2.13.0 is a local CPU build; an unpinned torch pulls CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install sysdeps demo test lint bench clean
 
 $(BIN)/cityseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,19 @@ $(BIN)/cityseg: pyproject.toml
 
 install: $(BIN)/cityseg
 
+# Debian packages the tests and the fast path use: headless Chromium (report test) and jemalloc.
+# Installed when apt-get can run as root; otherwise the tests that need them skip and say why.
+sysdeps:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  need=""; [ -x /usr/bin/chromium ] || need="$$need chromium"; \
+	  ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || need="$$need libjemalloc2"; \
+	  if [ -n "$$need" ]; then apt-get update -qq && apt-get install -y -qq $$need >/dev/null; fi; \
+	else echo "sysdeps: not root or no apt-get; install chromium and libjemalloc2 yourself"; fi
+
 demo: install
 	$(BIN)/cityseg demo --out demo_out
 
-test: install
+test: install sysdeps
 	$(BIN)/python -m pytest -q
 
 lint: install

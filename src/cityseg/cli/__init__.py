@@ -34,19 +34,32 @@ def register_commands(package_path, package_name: str, subparsers) -> None:
             importlib.import_module(f"{package_name}.{module_info.name}").add_parser(subparsers)
 
 
+# Commands whose speed depends on the allocator (they run the network on the CPU).
+HEAVY_COMMANDS = {"train", "evaluate", "predict", "demo", "export"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Called with ``argv=None`` from the console script or ``python -m``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and args.command in HEAVY_COMMANDS:
+        from cityseg.allocator import reexec_with_fast_allocator
+
+        reexec_with_fast_allocator(sys.argv[1:])
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    command = " ".join(filter(None, ["cityseg", args.command, getattr(args, "data_command", None)]))
     try:
         result = args.run(args)
     except UserError as error:
         for problem in error.problems:
-            print(f"cityseg {args.command}: error: {problem}", file=sys.stderr)
+            print(f"{command}: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"cityseg {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` or a closed pager
+        sys.stderr.close()
+        return 0
     return int(result or 0)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real sample data in ../shared/data (skipped, with the reason, when absent)."""
+"""Shared fixtures: the real sample data in ../shared/data (skipped, with a reason, if absent)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _shared(sub: str) -> Path:
 
 @pytest.fixture(scope="session")
 def cityscapes_root() -> Path:
-    """The official-layout sample: 8 train frames (aachen, 2048x1024) and 1 val frame (frankfurt)."""
+    """The official layout: 8 train frames (aachen, 2048x1024) and 1 val frame (frankfurt)."""
     return _shared("cityscapes")
 
 

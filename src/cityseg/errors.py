@@ -1,4 +1,7 @@
-"""Errors meant for the user: one line each, naming the file and the fix. Tracebacks are for bugs."""
+"""Errors meant for the user: one line each, naming the file and the fix.
+
+Tracebacks are for bugs.
+"""
 
 from __future__ import annotations
 

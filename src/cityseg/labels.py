@@ -1,12 +1,12 @@
 """Cityscapes class definitions and lookup tables.
 
-Everything here is derived from ``cityscapesscripts.helpers.labels``, the dataset authors' own table,
-so ids, trainIds, categories and colours cannot drift from the official definition.
+Everything here is derived from ``cityscapesscripts.helpers.labels``, the dataset authors' own
+table, so ids, trainIds, categories and colours cannot drift from the official definition.
 
 Three id spaces exist and are easy to confuse:
 
-* ``labelId``  0..33: what ``*_gtFine_labelIds.png`` stores and what the benchmark expects.
-* ``trainId``  0..18: the 19 evaluated classes a model predicts; everything else is ``IGNORE_INDEX``.
+* ``labelId``  0..33: what ``*_gtFine_labelIds.png`` stores, what the benchmark expects.
+* ``trainId``  0..18: the 19 evaluated classes a model predicts; all else is ``IGNORE_INDEX``.
 * colour:      the RGB of each label in ``*_gtFine_color.png`` and in the Kaggle pairs images.
 
 Example:
@@ -72,8 +72,10 @@ def _lookup(pairs: dict[int, int], default: int) -> np.ndarray:
 
 
 LABEL_ID_TO_TRAIN_ID: np.ndarray = _lookup(
-    {label.id: label.trainId if 0 <= label.trainId < IGNORE_INDEX else IGNORE_INDEX
-     for label in _labelled},
+    {
+        label.id: label.trainId if 0 <= label.trainId < IGNORE_INDEX else IGNORE_INDEX
+        for label in _labelled
+    },
     IGNORE_INDEX,
 )
 """256-entry uint8 lookup: labelId -> trainId (255 for void and unknown ids)."""

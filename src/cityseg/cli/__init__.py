@@ -19,7 +19,7 @@ from cityseg.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cityseg",
-        description="Train, evaluate and run U-Net models for Cityscapes street-scene segmentation.",
+        description="Train, evaluate and run U-Net models for Cityscapes street scenes.",
     )
     parser.add_argument("--version", action="version", version=f"cityseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

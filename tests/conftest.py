@@ -28,3 +28,17 @@ def cityscapes_root() -> Path:
 def pairs_root() -> Path:
     """The Kaggle pairs sample: 2975 train JPEGs of 256x512."""
     return _shared("pairs")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread; more threads only fight over the 2 cores."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

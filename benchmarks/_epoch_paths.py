@@ -1,0 +1,230 @@
+"""The two epochs that bench_epoch.py compares, each run in its own process.
+
+``run_path(args)`` trains one epoch on the first ``train_images`` pairs and validates on the next
+``val_images``, and returns the times: training (and, within it, the time spent waiting for the
+next batch), validation (and, within it, the time spent computing the metrics), and the mIoU.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+from _common import resolve_device, synchronize
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def run_path(args) -> dict:
+    import torch
+
+    device = resolve_device(args.device, args.threads)
+    torch.manual_seed(0)
+    random.seed(0)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    run = run_baseline if args.path == "baseline" else run_cityseg
+    return run(args, device, size)
+
+
+# --- the baseline, as the seed notebooks write it -------------------------------------------------
+
+
+class NotebookPairs:
+    """PIL decode, PIL resize, nearest-colour loop, float32 normalised tensors, random flip."""
+
+    def __init__(self, files, size, flip: bool) -> None:
+        self.files, self.size, self.flip = files, size, flip
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        import torch
+        from PIL import Image
+
+        pair = np.array(Image.open(self.files[index]).convert("RGB"))
+        half = pair.shape[1] // 2
+        height, width = self.size
+        photo = Image.fromarray(pair[:, :half]).resize((width, height), Image.BILINEAR)
+        label = Image.fromarray(pair[:, half:]).resize((width, height), Image.NEAREST)
+        train_ids = nearest_colour_train_ids(np.array(label))
+        image = torch.from_numpy(np.array(photo)).float().permute(2, 0, 1) / 255.0
+        image = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+        target = torch.from_numpy(train_ids).long()
+        if self.flip and random.random() < 0.5:
+            image, target = image.flip(-1), target.flip(-1)
+        return image, target
+
+
+def nearest_colour_train_ids(label_rgb: np.ndarray) -> np.ndarray:
+    from cityseg.labels import LABEL_COLORS, LABEL_ID_TO_TRAIN_ID
+
+    pixels = label_rgb.reshape(-1, 3).astype(np.float32)
+    best = np.full(len(pixels), np.inf, dtype=np.float32)
+    label_ids = np.zeros(len(pixels), dtype=np.int64)
+    for label_id, colour in enumerate(LABEL_COLORS):
+        distance = ((pixels - colour.astype(np.float32)) ** 2).sum(axis=1)
+        closer = distance < best
+        best[closer] = distance[closer]
+        label_ids[closer] = label_id
+    return LABEL_ID_TO_TRAIN_ID[label_ids].reshape(label_rgb.shape[:2])
+
+
+def run_baseline(args, device, size) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from cityseg.data import PairsDataset
+    from cityseg.model import UNet
+
+    files = [s.image_path for s in PairsDataset(args.root, "train").samples]
+    files = files[: args.train_images + args.val_images]
+    train = DataLoader(NotebookPairs(files[: args.train_images], size, True), args.batch_size, True)
+    val = DataLoader(NotebookPairs(files[args.train_images :], size, False), args.batch_size)
+    model = UNet(base_width=args.width).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train_step(images, targets):
+        loss = F.cross_entropy(model(images.to(device)), targets.to(device), ignore_index=255)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def validate(images, targets, totals):
+        predictions = model(images.to(device)).argmax(1).cpu().numpy()
+        started = time.perf_counter()
+        ground_truth = targets.numpy()
+        for c in range(19):
+            totals[0][c] += ((predictions == c) & (ground_truth == c)).sum()
+            totals[1][c] += ((predictions == c) | (ground_truth == c)).sum()
+        return time.perf_counter() - started
+
+    def mean_iou(totals) -> float:
+        ious = [i / u for i, u in zip(*totals, strict=True) if u > 0]
+        return float(np.mean(ious)) if ious else 0.0
+
+    totals = [[0] * 19, [0] * 19]
+    return run_epoch(model, train, val, train_step, validate, totals, mean_iou, device)
+
+
+# --- cityseg ----------------------------------------------------------------------------------
+
+
+def run_cityseg(args, device, size) -> dict:
+    import torch
+
+    from cityseg.config import DataConfig, ModelConfig
+    from cityseg.data.cache import CachedDataset
+    from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch, to_device
+    from cityseg.evaluate.confusion import ConfusionMatrix
+    from cityseg.evaluate.metrics import summarize
+    from cityseg.train.losses import SegmentationLoss
+    from cityseg.train.precision import Precision, choose_precision, cpu_bf16_support
+    from cityseg.train.setup import build_model
+
+    cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
+    count = args.train_images + args.val_images
+    splits = Splits(
+        SubsetDataset(cached, range(args.train_images)),
+        SubsetDataset(cached, range(args.train_images, count)),
+        "pairs",
+        "",
+    )
+    data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5)
+    train, val = build_loaders(splits, data, args.batch_size, seed=0)
+    set_epoch(train, 0)
+    model = build_model(ModelConfig(base_width=args.width), device, channels_last=True)
+    name = args.precision or fast_precision(device, cpu_bf16_support, choose_precision)
+    precision = Precision(name, device)
+    scaler = precision.grad_scaler()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = SegmentationLoss(19).to(device)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+
+    def train_step(images, targets):
+        images, targets = to_device(images, targets, device, mean, std, True)
+        with precision.autocast():
+            logits = model(images)
+        scaler.scale(criterion(logits, targets)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def validate(images, targets, confusion):
+        images, targets = to_device(images, targets, device, mean, std, True)
+        with precision.autocast():
+            predictions = model(images).argmax(1)
+        started = time.perf_counter()
+        confusion.update(predictions, targets)
+        return time.perf_counter() - started
+
+    def mean_iou(confusion) -> float:
+        from cityseg.labels import CLASS_NAMES
+
+        matrix = confusion.matrix.cpu().numpy()
+        return float(summarize(matrix, list(CLASS_NAMES))["mean_iou"] or 0.0)
+
+    confusion = ConfusionMatrix(19, device=device)
+    result = run_epoch(model, train, val, train_step, validate, confusion, mean_iou, device)
+    result["setup"] = (
+        f"precision {name}, channels_last, {train.num_workers} loader worker(s), "
+        f"allocator {active_allocator()}"
+    )
+    return result
+
+
+def active_allocator() -> str:
+    from cityseg.allocator import active_allocator as allocator
+
+    return allocator()
+
+
+def fast_precision(device, cpu_bf16_support, choose_precision) -> str:
+    """bf16 where the hardware computes it natively, else what ``precision=auto`` picks."""
+    import torch
+
+    if device.type == "cpu" and cpu_bf16_support() != "none":
+        return "bf16"
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return choose_precision("auto", device).name
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+
+def run_epoch(model, train, val, train_step, validate, state, mean_iou, device) -> dict:
+    """Time one pass over ``train`` and one over ``val``."""
+    import torch
+
+    model.train()
+    started, waited = time.perf_counter(), 0.0
+    batches = iter(train)
+    while True:
+        wait_start = time.perf_counter()
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            break
+        waited += time.perf_counter() - wait_start
+        train_step(images, targets)
+    synchronize(device)
+    train_seconds = time.perf_counter() - started
+    model.eval()
+    started, metric_seconds = time.perf_counter(), 0.0
+    with torch.no_grad():
+        for images, targets in val:
+            metric_seconds += validate(images, targets, state)
+    synchronize(device)
+    val_seconds = time.perf_counter() - started
+    return {
+        "train_seconds": train_seconds,
+        "data_wait_seconds": waited,
+        "val_seconds": val_seconds,
+        "metric_seconds": metric_seconds,
+        "epoch_seconds": train_seconds + val_seconds,
+        "mean_iou": mean_iou(state),
+    }

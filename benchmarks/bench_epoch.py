@@ -1,0 +1,164 @@
+"""One training epoch plus validation, end to end: cityseg against a notebook-style baseline.
+
+Same model (UNet), same images (the first N + M pairs JPEGs: N to train, M to validate), same
+batch size, size and augmentation (horizontal flip), each in a fresh process:
+
+* baseline, written as the seed notebooks are: PIL decode in ``__getitem__``, a nearest-colour loop
+  over the 34 label colours in NumPy per sample, float32 tensors made in the dataset, a DataLoader
+  with default settings (no workers), float32 eager in contiguous layout, and per-class Python
+  loops for IoU (``for c in range(19): ((pred == c) & (gt == c)).sum() ...``); glibc malloc;
+* cityseg: the memory-mapped cache (its one-off preparation is timed apart), the training loader
+  (uint8 batches, one worker per spare core), normalisation on the device, channels_last and
+  bf16 autocast where the hardware has bf16 (else the automatic precision), the bincount
+  confusion matrix, jemalloc as ``cityseg train`` uses.
+
+    python benchmarks/bench_epoch.py [--pairs DIR] [--train-images 32] [--val-images 16]
+    python benchmarks/bench_epoch.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    add_common_arguments,
+    find_data,
+    generate_pairs,
+    machine_lines,
+    markdown_table,
+    resolve_device,
+    use_fast_allocator,
+)
+from _epoch_paths import run_path
+
+TARGET = 4.0
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--pairs", help="pairs dataset root (default: ../shared/data/pairs)")
+    parser.add_argument("--train-images", type=int, default=32)
+    parser.add_argument("--val-images", type=int, default=16)
+    parser.add_argument("--width", type=int, default=16, help="U-Net base width")
+    parser.add_argument("--size", default="256x512", metavar="HxW")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--precision", help="cityseg path: fp32, bf16, fp16 (default: see above)")
+    parser.add_argument("--path", choices=("baseline", "cityseg"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments()
+    if args.smoke:
+        args.train_images, args.val_images, args.width, args.size = 4, 2, 4, "64x128"
+        args.batch_size = 2
+    if args.path == "cityseg":
+        use_fast_allocator()
+    if args.path:
+        result = run_path(args)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="cityseg_bench_epoch_"))
+    try:
+        compare(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def compare(args, scratch: Path) -> None:
+    from cityseg.data.prepare import prepare_cache
+
+    device = resolve_device(args.device, args.threads, args.smoke)
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    count = args.train_images + args.val_images
+    print("# One epoch, end to end\n")
+    print("\n".join(machine_lines(device)))
+    root = find_data(args.pairs, "pairs")
+    if root is None:
+        root = generate_pairs(scratch / "generated_pairs", count)
+        print(f"- pairs: real data not found; {count} generated random JPEGs")
+    started = time.perf_counter()
+    prepare_cache(
+        root, scratch / "cache", ["train"], (height, width), "pairs", max_images=count,
+        workers=1 if args.smoke else None,
+    )  # fmt: skip
+    prepare_seconds = time.perf_counter() - started
+    print(
+        f"- {args.train_images} training + {args.val_images} validation images of {root}, "
+        f"{height}x{width}, UNet width {args.width}, batch {args.batch_size}, device {device}"
+    )
+    results = {}
+    for path in ("baseline", "cityseg"):
+        if args.smoke:  # in this process: seconds matter more than allocators here
+            results[path] = run_path(argparse.Namespace(**{
+                **vars(args), "path": path, "root": str(root), "cache": str(scratch / "cache"),
+            }))  # fmt: skip
+        else:
+            results[path] = run_in_subprocess(args, path, root, scratch)
+        print(f"  {path}: {results[path]}", file=sys.stderr, flush=True)
+    print("- baseline: float32, contiguous, DataLoader(num_workers=0), allocator glibc")
+    print(f"- cityseg: {results['cityseg']['setup']}")
+    print(f"- cache prepared once in {prepare_seconds:.1f} s ({count / prepare_seconds:.0f} img/s)")
+    print()
+    rows = []
+    for path, result in results.items():
+        train_rate = args.train_images / result["train_seconds"]
+        rows.append(
+            [
+                path, f"{result['train_seconds']:.1f}", f"{result['data_wait_seconds']:.1f}",
+                f"{result['val_seconds']:.1f}", f"{result['metric_seconds']:.3f}",
+                f"{result['epoch_seconds']:.1f}", f"{train_rate:.2f}", f"{result['mean_iou']:.4f}",
+            ]
+        )  # fmt: skip
+    headers = [
+        "path", "train s", "of which data wait s", "validation s", "of which metrics s",
+        "epoch s", "train img/s", "val mIoU",
+    ]  # fmt: skip
+    print(markdown_table(headers, rows))
+    ratio = results["baseline"]["epoch_seconds"] / results["cityseg"]["epoch_seconds"]
+    first = results["baseline"]["epoch_seconds"] / (
+        results["cityseg"]["epoch_seconds"] + prepare_seconds
+    )
+    metric = results["baseline"]["metric_seconds"] / max(results["cityseg"]["metric_seconds"], 1e-9)
+    print("\nRatios (same run):")
+    print(f"- epoch: cityseg {ratio:.2f}x faster than the baseline (target >= {TARGET:g}x)")
+    print(f"- epoch including the one-off cache preparation: {first:.2f}x")
+    print(f"- metrics (per-class loops vs bincount confusion): {metric:.0f}x")
+
+
+def run_in_subprocess(args, path: str, root: Path, scratch: Path) -> dict:
+    """Run one path in a fresh Python (its own allocator, no warm state from the other)."""
+    result = scratch / f"{path}.json"
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--path", path, "--root", str(root),
+        "--cache", str(scratch / "cache"), "--result", str(result),
+        "--train-images", str(args.train_images), "--val-images", str(args.val_images),
+        "--width", str(args.width), "--size", args.size, "--batch-size", str(args.batch_size),
+        "--device", args.device,
+    ]  # fmt: skip
+    if args.threads or args.smoke:
+        command += ["--threads", str(args.threads or 1)]
+    if args.precision:
+        command += ["--precision", args.precision]
+    env = dict(os.environ)
+    if path == "baseline":
+        env["CITYSEG_ALLOCATOR"] = "system"
+        env.pop("LD_PRELOAD", None)
+    subprocess.run(command, check=True, env=env)
+    return json.loads(result.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""`cityseg evaluate CHECKPOINT --data ROOT`: score a checkpoint on a labelled split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cityseg.errors import ConfigError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "512x1024" (height x width) or "512" (square) -> (512, 1024)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size; write HEIGHTxWIDTH, e.g. 512x1024"
+        )
+    return size
+
+
+def parse_resize(text: str) -> tuple[int, int] | float | str:
+    """--resize: "train" (the checkpoint's training size), HEIGHTxWIDTH, or a factor like 0.5."""
+    if text == "train":
+        return text
+    if "x" in text.lower():
+        return parse_size(text)
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if factor <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a resize; write train, HEIGHTxWIDTH (e.g. 512x1024) or a factor (0.5)"
+        )
+    return factor
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """ "0.75,1,1.25" -> (0.75, 1.0, 1.25)."""
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of scales; e.g. 0.75,1,1.25")
+    return scales
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a checkpoint on a labelled split (mIoU, official Cityscapes IoU/iIoU)",
+        description="Run a checkpoint over a labelled split and write metrics.json, a confusion "
+        "matrix and a per-class IoU chart. Scores are computed at the ground truth's resolution. "
+        "For full-resolution Cityscapes (2048x1024) use --mode slide, or --resize train.",
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="checkpoint .pt written by cityseg train, or its run folder"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (either format)")
+    parser.add_argument("--split", default="val", help="labelled split to score (default: val)")
+    parser.add_argument(
+        "--format", default="auto", choices=("auto", "cityscapes", "pairs"), help="dataset format"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: eval_<split> beside the checkpoint)"
+    )
+    parser.add_argument(
+        "--mode",
+        default="whole",
+        choices=("whole", "slide"),
+        help="whole image, or overlapping tiles at full resolution (default: whole)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=parse_resize,
+        metavar="SIZE",
+        help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
+    )
+    parser.add_argument(
+        "--tile", type=parse_size, metavar="HxW", help="slide mode tile (default: training size)"
+    )
+    parser.add_argument(
+        "--stride",
+        type=parse_size,
+        metavar="HxW",
+        help="slide mode step (default: 2/3 of the tile)",
+    )
+    parser.add_argument(
+        "--window",
+        default="gaussian",
+        choices=("gaussian", "uniform"),
+        help="tile blending (default: gaussian)",
+    )
+    parser.add_argument(
+        "--tile-batch", type=int, default=4, help="tiles per forward pass (default: 4)"
+    )
+    parser.add_argument(
+        "--tta", action="store_true", help="average over the flipped image and scales 0.75,1,1.25"
+    )
+    parser.add_argument(
+        "--scales", type=parse_scales, metavar="S,S,..", help="average over these scales"
+    )
+    parser.add_argument("--max-images", type=int, metavar="N", help="evaluate only the first N")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        help="autocast format (default fp32)",
+    )
+    parser.add_argument("--channels-last", action="store_true", help="channels-last convolutions")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="image-decoding processes (default: 2)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="also write report.html (best/worst images)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run)
+
+
+def _inference_options(args) -> dict:
+    resize = args.resize
+    options = {
+        "tile": args.tile,
+        "stride": args.stride,
+        "window": args.window,
+        "tile_batch": args.tile_batch,
+        "scales": args.scales,
+        "precision": args.precision,
+        "channels_last": args.channels_last,
+    }
+    if isinstance(resize, float):
+        options["scale"] = resize
+    else:
+        options["resize"] = resize
+    return options
+
+
+def run(args) -> int:
+    from cityseg.evaluate.evaluator import evaluate_checkpoint
+    from cityseg.evaluate.metrics import format_table
+    from cityseg.evaluate.official import format_official
+
+    if args.max_images is not None and args.max_images < 1:
+        raise ConfigError(f"--max-images {args.max_images}: give a positive number of images")
+    run_dir = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
+    out_dir = args.out or run_dir / f"eval_{args.split}"
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.split,
+        out_dir,
+        args.mode,
+        tta=args.tta,
+        max_images=args.max_images,
+        device=args.device,
+        report=args.report,
+        data_format=args.format,
+        progress=not args.no_progress,
+        workers=max(0, args.workers),
+        **_inference_options(args),
+    )
+    print(format_table(metrics))
+    if metrics.get("cityscapes") and metrics["cityscapes"].get("per_class"):
+        print()
+        print(format_official(metrics["cityscapes"]), end="")
+    miou = "n/a" if metrics["mean_iou"] is None else f"{100 * metrics['mean_iou']:.2f}%"
+    print(
+        f"\n{metrics['images']} images of {args.data} ({args.split}) in {metrics['seconds']:.1f} s"
+        f" ({metrics['mode']} mode on {metrics['device']}); mIoU {miou}"
+    )
+    written = ["metrics.json", "confusion_matrix.png", "class_iou.png"]
+    written += ["report.html"] if args.report else []
+    print(f"wrote {', '.join(str(out_dir / name) for name in written)}")
+    return 0

@@ -1,0 +1,142 @@
+"""`cityseg predict (CHECKPOINT | --onnx MODEL | --pretrained NAME) INPUT... --out DIR`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cityseg.cli.evaluate import parse_resize, parse_scales, parse_size
+from cityseg.errors import UserError
+
+OUTPUTS = ("labelIds", "trainIds", "color", "overlay")  # cityseg.predict.OUTPUTS, kept light here
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """ "labelIds,color" -> ("labelIds", "color")."""
+    import argparse
+
+    outputs = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [output for output in outputs if output not in OUTPUTS]
+    if unknown or not outputs:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose a comma-separated subset of {','.join(OUTPUTS)}"
+        )
+    return outputs
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment photos into labelIds (submission format), trainIds, colour and overlay PNGs",
+        usage="cityseg predict [-h] (CHECKPOINT | --onnx MODEL | --pretrained NAME) INPUT... "
+        "--out DIR [options]",
+        description="Segment each photo and write <stem>_labelIds.png (the official Cityscapes "
+        "submission format), <stem>_trainIds.png, <stem>_color.png (Cityscapes palette) and "
+        "<stem>_overlay.png into --out. Inputs are PNG or JPEG files, folders (searched "
+        "recursively, except --out) and glob patterns (quote them: 'photos/*.jpg'); they are "
+        "sorted and each is segmented once.",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="the checkpoint (unless --onnx or --pretrained is given), then the photos",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--onnx", type=Path, metavar="MODEL", help="run a `cityseg export` model in onnxruntime"
+    )
+    source.add_argument("--pretrained", metavar="NAME", help="a checkpoint shipped with cityseg")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--input-format",
+        default="image",
+        choices=("image", "pairs"),
+        help="pairs: Kaggle pairs JPEGs (photo | labels); the left half is segmented",
+    )
+    parser.add_argument("--mode", default="whole", choices=("whole", "slide"), help="inference")
+    parser.add_argument(
+        "--resize",
+        type=parse_resize,
+        help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
+    )
+    parser.add_argument("--tile", type=parse_size, help="slide mode tile HxW (default: training)")
+    parser.add_argument("--tta", action="store_true", help="average with the flipped image")
+    parser.add_argument(
+        "--scales", type=parse_scales, help="average over scales, e.g. 0.75,1,1.25 (--tta default)"
+    )
+    parser.add_argument(
+        "--outputs",
+        type=parse_outputs,
+        default=OUTPUTS,
+        help=f"files to write per photo (default: {','.join(OUTPUTS)})",
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run)
+
+
+def _split_inputs(args) -> tuple[Path | None, list[str]]:
+    if args.onnx or args.pretrained:
+        return None, args.inputs
+    checkpoint, *patterns = args.inputs
+    if Path(checkpoint).suffix.lower() in PHOTO_SUFFIXES:
+        raise UserError(
+            f"{checkpoint}: a photo where the checkpoint was expected; give the checkpoint first, "
+            "or --onnx MODEL or --pretrained NAME"
+        )
+    if not patterns:
+        raise UserError(f"no input photos given after the checkpoint {checkpoint}")
+    return Path(checkpoint), patterns
+
+
+def _segmenter(args, checkpoint: Path | None):
+    options = {
+        "device": args.device,
+        "mode": args.mode,
+        "resize": args.resize,
+        "tile": args.tile,
+        "tta": args.tta,
+        "scales": args.scales,
+        "precision": args.precision,
+    }
+    if args.onnx:
+        from cityseg.predict import OnnxSegmenter
+
+        return OnnxSegmenter(args.onnx, **options), "onnxruntime"
+    from cityseg.predict import Segmenter
+
+    if args.pretrained:
+        return Segmenter.from_pretrained(args.pretrained, **options), "PyTorch"
+    return Segmenter.from_checkpoint(checkpoint, **options), "PyTorch"
+
+
+def run(args) -> int:
+    from cityseg.predict import collect_inputs, predict_files
+
+    if not 0 <= args.alpha <= 1:
+        raise UserError(f"--alpha {args.alpha}: give an opacity between 0 and 1")
+    checkpoint, patterns = _split_inputs(args)
+    paths = collect_inputs(patterns, exclude=args.out)
+    segmenter, backend = _segmenter(args, checkpoint)
+    start = time.perf_counter()
+    written = predict_files(
+        segmenter,
+        paths,
+        args.out,
+        input_format=args.input_format,
+        outputs=args.outputs,
+        alpha=args.alpha,
+        progress=not args.no_progress,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"segmented {len(paths)} images in {seconds:.1f} s ({args.mode} mode, {backend}); "
+        f"wrote {len(written)} files to {args.out}"
+    )
+    return 0

@@ -1,0 +1,70 @@
+"""`cityseg score PRED_DIR --gt ROOT`: score submission PNGs like the official Cityscapes script."""
+
+from __future__ import annotations
+
+import os
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="score labelId PNGs on disk against gtFine (official Cityscapes numbers, faster)",
+        description=(
+            "Evaluate predictions in the official submission format (one labelId PNG per frame, "
+            "named <city>_<seq>_<frame>*.png) against gtFine, giving the numbers of "
+            "cityscapesscripts' evalPixelLevelSemanticLabeling: class and category IoU and iIoU."
+        ),
+    )
+    parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of prediction PNGs")
+    parser.add_argument(
+        "--gt",
+        metavar="ROOT",
+        default=os.environ.get("CITYSCAPES_DATASET"),
+        help="folder holding gtFine/ (or gtFine_trainvaltest/gtFine); default $CITYSCAPES_DATASET",
+    )
+    parser.add_argument("--split", default="val", help="gtFine split to score (default: val)")
+    parser.add_argument("--out", metavar="FILE", help="write every metric to FILE as JSON")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="decoding processes (default: all usable CPUs)"
+    )
+    parser.add_argument(
+        "--details", action="store_true", help="also print precision, recall, F1 for each class"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from cityseg.errors import UserError
+    from cityseg.evaluate.metrics import format_table
+    from cityseg.evaluate.official import format_official
+    from cityseg.evaluate.score import score_predictions
+
+    if not args.gt:
+        raise UserError(
+            "--gt: missing; pass the folder that holds gtFine/ (or set CITYSCAPES_DATASET)"
+        )
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    start = time.perf_counter()
+    result = score_predictions(Path(args.pred_dir), Path(args.gt), args.split, args.workers)
+    seconds = time.perf_counter() - start
+    print(format_official(result["cityscapes"]))
+    if args.details:
+        print(format_table(result) + "\n")
+    print(
+        f"{result['frames']} frames in {seconds:.1f} s: pixel accuracy "
+        f"{result['pixel_accuracy']:.4f}, mean IoU {result['mean_iou']:.4f}"
+    )
+    for note in result["notes"]:
+        if note != result["cityscapes"]["note"]:
+            print(f"note: {note}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0

@@ -1,0 +1,356 @@
+"""Training configuration: dataclasses, YAML files and ``section.key=value`` overrides.
+
+A configuration has four sections, ``data``, ``model``, ``loss`` and ``train``, each a dataclass
+below whose field docstrings are the reference for every key. A YAML file gives any subset of the
+keys; the command line overrides any of them with ``section.key=value``, the value read as YAML
+(``train.lr=0.01``, ``data.size=[128,256]``, ``train.max_iterations=null``).
+
+Example:
+    >>> from cityseg.config import load_config
+    >>> config = load_config(None, ["train.lr=1e-3", "data.size=[128, 256]"])
+    >>> config.train.lr, config.data.size
+    (0.001, [128, 256])
+
+No torch import here: the CLI reads configurations before it starts the heavy machinery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from cityseg.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    root: str | None = None
+    """Dataset folder (official Cityscapes layout or Kaggle pairs)."""
+    format: Literal["auto", "cityscapes", "pairs"] = "auto"
+    train_split: str = "train"
+    val_split: str | None = "val"
+    """Validation split; when the dataset lacks it, ``val_fraction`` of train is held out."""
+    val_fraction: float = 0.1
+    """Fraction of the training split held out for validation (chosen by ``train.seed``) when
+    ``val_split`` does not exist (the pairs format has no val split); 0 = no validation."""
+    max_images: int | None = None
+    """Use at most this many training images (a random subset chosen by ``train.seed``)."""
+    max_val_images: int | None = None
+    """Validate on at most this many images (the first ones of the validation set)."""
+    size: list[int] | None = field(default_factory=lambda: [256, 512])
+    """[H, W] every image is resized to before augmentation, and validation images too;
+    null keeps the native size."""
+    crop: list[int] | None = None
+    """[H, W] of the random training crop; null = ``size`` (then scaling only pads or crops)."""
+    scale: list[float] = field(default_factory=lambda: [0.75, 1.25])
+    """[min, max] random scale factor applied on top of ``size``."""
+    hflip: float = 0.5
+    """Probability of a horizontal flip."""
+    rotation: float = 0.0
+    """Maximum rotation in degrees (uniform in [-rotation, rotation])."""
+    color_jitter: float = 0.0
+    """Strength of brightness, contrast and saturation jitter (each factor in [1-s, 1+s])."""
+    workers: int | Literal["auto"] = "auto"
+    """DataLoader workers per process; "auto" = cores per process minus one, at most 8."""
+    cache: str | None = None
+    """Folder made by ``cityseg data prepare ROOT --out CACHE --size HxW``: the images decoded and
+    resized once (at ``size``), read instead of the PNG/JPEG files; checked against ``root``."""
+
+
+@dataclass
+class ModelConfig:
+    """The arguments of :class:`cityseg.model.UNet`; ``widths``, when set, replaces ``base_width``
+    and ``depth``."""
+
+    in_channels: int = 3
+    num_classes: int = 19
+    base_width: int = 32
+    depth: int = 4
+    widths: list[int] | None = None
+    convs_per_block: int = 2
+    norm: Literal["batch", "group", "none"] = "batch"
+    upsampling: Literal["bilinear", "transpose"] = "bilinear"
+    dropout: float = 0.0
+    final_kernel: int = 1
+
+    def unet_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``UNet(**kwargs)``."""
+        kwargs = dataclasses.asdict(self)
+        if self.widths is not None:
+            del kwargs["base_width"], kwargs["depth"]
+        else:
+            del kwargs["widths"]
+        return kwargs
+
+
+@dataclass
+class LossConfig:
+    """Cross-entropy over trainIds, ignoring 255."""
+
+    class_weights: Literal["none", "auto", "enet", "median"] | list[float] | None = None
+    """None/"none"; a list of 19 weights; "enet" (= "auto"): 1 / ln(1.02 + p_c) with p_c the share
+    of class c among labelled training pixels (Paszke et al., ENet 2016); "median": median
+    frequency balancing, median(f) / f_c with f_c = pixels of c / pixels of the images holding c
+    (Eigen & Fergus 2015). Computed once from the training labels and stored in the checkpoint."""
+    ohem_thresh: float | None = None
+    """Online hard example mining: keep pixels whose true-class probability is below this (e.g.
+    0.7), and at least ``ohem_min_kept`` of the hardest ones; null = off."""
+    ohem_min_kept: int = 100_000
+    """Minimum number of pixels OHEM keeps per batch."""
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, precision, devices and bookkeeping."""
+
+    epochs: int = 50
+    max_iterations: int | None = None
+    """Stop after this many optimiser steps; when set, it also fixes the length of the poly and
+    cosine schedules (so a run stopped early by ``epochs`` and resumed follows the same curve)."""
+    batch_size: int = 8
+    """Images per optimiser step in total, over all processes and accumulation steps."""
+    accumulate: int = 1
+    """Gradient accumulation steps per optimiser step."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 0.0
+    schedule: Literal["poly", "cosine", "plateau", "constant"] = "poly"
+    warmup_iterations: int = 0
+    """Linear warm-up from 0 over this many steps, for every schedule."""
+    poly_power: float = 0.9
+    min_lr: float = 0.0
+    """Floor of the poly and cosine schedules."""
+    plateau_factor: float = 0.5
+    """LR multiplier when validation mIoU has not improved for ``plateau_patience`` validations."""
+    plateau_patience: int = 3
+    early_stopping: int | None = None
+    """Stop after this many validations without a better mIoU; null = never."""
+    clip_grad_norm: float | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    compile: bool = False
+    sync_bn: bool = False
+    """SyncBatchNorm across GPUs (only used with several CUDA processes)."""
+    deterministic: bool = False
+    seed: int = 0
+    val_every: int = 1
+    """Validate every this many epochs (and after the last one)."""
+    log_every: int = 20
+    """Write the training loss to TensorBoard every this many steps."""
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    """A whole training configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+}
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML file (or start from the defaults when ``path`` is None) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found; give an existing YAML file")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error}); fix the file") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
+    return config_from_dict(apply_overrides(values, overrides), source=str(path or "command line"))
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of a config dict with each ``section.key=value`` applied (the value read as YAML)."""
+    values = {section: dict(keys or {}) for section, keys in values.items()}
+    for override in overrides:
+        name, equals, text = override.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not equals or not dot or not key:
+            raise ConfigError(
+                f"override {override!r}: expected section.key=value, e.g. train.lr=0.01"
+            )
+        _check_key(section, key, f"override {override!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
+        values.setdefault(section, {})[key] = value
+    return values
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    """Build a checked :class:`Config` from a plain dict; raise ConfigError naming each bad key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections {list(SECTIONS)}")
+    problems, sections = [], {}
+    for section, keys in values.items():
+        if section not in SECTIONS:
+            problems.append(f"{source}: unknown section {section!r}; valid: {list(SECTIONS)}")
+            continue
+        if not isinstance(keys, dict):
+            problems.append(f"{source}: section {section!r} must be a mapping of keys")
+            continue
+        sections[section] = _section_from_dict(section, keys, source, problems)
+    if problems:
+        raise ConfigError(*problems)
+    config = Config(**sections)
+    check_config(config)
+    return config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The configuration as a plain, YAML- and checkpoint-safe dict."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError for values of the right type that cannot work together."""
+    data, train, loss = config.data, config.train, config.loss
+    problems = []
+    for name in ("size", "crop"):
+        size = getattr(data, name)
+        if size is not None and (len(size) != 2 or min(size) < 32):
+            problems.append(f"data.{name}: expected [H, W] with both at least 32, got {size}")
+    if data.size is None and data.crop is None:
+        problems.append("data.size and data.crop are both null; set one so batches share a size")
+    if len(data.scale) != 2 or not 0 < data.scale[0] <= data.scale[1]:
+        problems.append(f"data.scale: expected [min, max] with 0 < min <= max, got {data.scale}")
+    if not 0 <= data.val_fraction < 1:
+        problems.append(
+            f"data.val_fraction: expected a fraction in [0, 1), got {data.val_fraction}"
+        )
+    if not 0 <= data.hflip <= 1:
+        problems.append(f"data.hflip: expected a probability in [0, 1], got {data.hflip}")
+    if not 0 <= data.color_jitter < 1:
+        problems.append(
+            f"data.color_jitter: expected a strength in [0, 1), got {data.color_jitter}"
+        )
+    for name in ("epochs", "batch_size", "accumulate", "val_every", "log_every"):
+        if getattr(train, name) < 1:
+            problems.append(f"train.{name}: must be at least 1, got {getattr(train, name)}")
+    if train.lr <= 0:
+        problems.append(f"train.lr: must be positive, got {train.lr}")
+    if isinstance(loss.class_weights, list) and len(loss.class_weights) != config.model.num_classes:
+        problems.append(
+            f"loss.class_weights: {len(loss.class_weights)} weights given for "
+            f"{config.model.num_classes} classes"
+        )
+    if loss.ohem_thresh is not None and not 0 < loss.ohem_thresh <= 1:
+        problems.append(
+            f"loss.ohem_thresh: expected a probability in (0, 1], got {loss.ohem_thresh}"
+        )
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _check_key(section: str, key: str, where: str) -> None:
+    if section not in SECTIONS:
+        raise ConfigError(f"{where}: unknown section {section!r}; valid sections: {list(SECTIONS)}")
+    valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+    if key not in valid:
+        raise ConfigError(f"{where}: unknown key {section}.{key}; valid keys of {section}: {valid}")
+
+
+def _section_from_dict(section: str, keys: dict, source: str, problems: list[str]) -> Any:
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in keys.items():
+        if key not in valid:
+            problems.append(
+                f"{source}: unknown key {section}.{key}; valid keys of {section}: {valid}"
+            )
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key])
+        except ValueError as error:
+            problems.append(f"{source}: {section}.{key}: expected {error}, got {value!r}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """Return ``value`` as type ``kind`` or raise ValueError describing what was expected."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (Union, types.UnionType):
+        for member in args:
+            try:
+                return _coerce(value, member)
+            except ValueError:
+                pass
+        raise ValueError(" or ".join(_describe(member) for member in args))
+    if kind is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in args:
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_coerce(item, args[0]) for item in value]
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ValueError(_describe(kind))
+
+
+def _describe(kind: Any) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin is list:
+        plural = {int: "integers", float: "numbers", str: "strings"}.get(args[0], "values")
+        return f"a list of {plural}"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(member) for member in args)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]

@@ -1,0 +1,249 @@
+"""From a ``DataConfig`` to training and validation DataLoaders.
+
+* Splits: the training split, limited to ``max_images`` (a random subset chosen by the seed); the
+  validation split when the dataset has it, otherwise ``val_fraction`` of the training split held
+  out by the seed (chosen from the whole split, so it does not move when ``max_images`` changes).
+* Sampling: ``DistributedSampler`` over the training set (one process is the 1-rank case), so
+  the shuffle of epoch ``e`` is fixed by (seed, e) and resumes exactly; validation is sharded
+  without padding so that no image is counted twice.
+* Augmentation: each sample draws from its own generator seeded by (seed, epoch, index): the
+  same images whatever the number of workers.
+* Batches are uint8: images (N, H, W, 3), targets (N, H, W); ``to_device`` normalises them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from cityseg.config import DataConfig
+from cityseg.data.transforms import EvalTransform, TrainTransform
+from cityseg.errors import DataError
+
+
+@dataclass
+class Splits:
+    """The training and validation datasets (raw: images and trainIds, not augmented)."""
+
+    train: Dataset
+    val: Dataset | None
+    format: str
+    description: str
+
+
+class SubsetDataset(Dataset):
+    """The items ``indices`` of a dataset, in that order."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.dataset[self.indices[index]]
+
+
+class AugmentedDataset(Dataset):
+    """Training items: augmented by ``transform`` with a generator seeded (seed, epoch, index)."""
+
+    def __init__(self, dataset: Dataset, transform: TrainTransform, seed: int) -> None:
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = self.dataset[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, target = self.transform(image, target, rng)
+        return torch.from_numpy(image), torch.from_numpy(target)
+
+
+class ResizedDataset(Dataset):
+    """Validation items: resized to ``size`` (None: native), no augmentation."""
+
+    def __init__(self, dataset: Dataset, size: Sequence[int] | None) -> None:
+        self.dataset, self.transform = dataset, EvalTransform(size)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = self.transform(*self.dataset[index])
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: every item on exactly one process, no padding."""
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def open_splits(config: DataConfig, seed: int) -> Splits:
+    """Open the training and validation datasets that ``config`` describes."""
+    from cityseg.data import detect_format
+
+    if not config.root:
+        raise DataError("data.root is not set; pass data.root=PATH (a dataset folder)")
+    root = Path(config.root)
+    data_format = detect_format(root) if config.format == "auto" else config.format
+    train = _open(root, config.train_split, data_format, config)
+    _require_labels(train, root, config.train_split)
+    total = len(train)
+    rng = np.random.default_rng(seed)
+    train_indices, val, how = list(range(total)), None, "no validation"
+    if config.val_split and config.val_split in available_splits(root, data_format):
+        val = _open(root, config.val_split, data_format, config)
+        _require_labels(val, root, config.val_split)
+        how = f"split {config.val_split!r}"
+    elif config.val_fraction > 0:
+        held_out = set(
+            rng.permutation(total)[: max(1, round(total * config.val_fraction))].tolist()
+        )
+        if len(held_out) >= total:
+            raise DataError(f"{root}: {total} training images are too few to hold some out")
+        val = SubsetDataset(train, sorted(held_out))
+        train_indices = [i for i in train_indices if i not in held_out]
+        how = f"{len(held_out)} held out of {config.train_split!r}, seed {seed}"
+    if config.max_images is not None and config.max_images < len(train_indices):
+        train_indices = sorted(rng.permutation(train_indices)[: config.max_images].tolist())
+    if val is not None and config.max_val_images is not None and config.max_val_images < len(val):
+        val = SubsetDataset(val, range(config.max_val_images))
+    train = SubsetDataset(train, train_indices) if len(train_indices) < total else train
+    description = (
+        f"data {data_format} {root}: {len(train)} training images, "
+        f"{len(val) if val is not None else 0} validation ({how})"
+    )
+    return Splits(train, val, data_format, description)
+
+
+def _open(root: Path, split: str, data_format: str, config: DataConfig):
+    """A split of the dataset, or of its prepared cache (which must be at ``data.size``)."""
+    from cityseg.data import open_dataset
+
+    if config.cache is None:
+        return open_dataset(root, split, data_format)
+    size = {"expected_size": config.size} if config.size is not None else {}
+    return open_dataset(root, split, data_format, cache=config.cache, **size)
+
+
+def available_splits(root: Path, data_format: str) -> list[str]:
+    """The split folders a dataset has."""
+    if data_format == "cityscapes":
+        from cityseg.data.cityscapes import find_official_layout
+
+        layout = find_official_layout(root)
+        return layout.splits() if layout is not None else []
+    from cityseg.data.pairs import pairs_splits
+
+    return pairs_splits(root)
+
+
+def _require_labels(dataset, root: Path, split: str) -> None:
+    if not getattr(dataset, "has_labels", True):
+        raise DataError(
+            f"{root}: split {split!r} has no labels; train and validate on labelled splits"
+        )
+
+
+def resolve_workers(workers: int | str, world_size: int = 1) -> int:
+    """``"auto"``: the cores each process has, minus one for the training loop; at most 8."""
+    if workers != "auto":
+        return int(workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 1) // world_size - 1))
+
+
+def worker_options(workers: int, pin_memory: bool = False) -> dict:
+    """DataLoader options for ``workers`` processes, with OpenCV made single-threaded first.
+
+    The workers are the parallelism: OpenCV threads in them would only oversubscribe the cores.
+    It has to be set in this process, before the workers fork: a forked worker that changes it
+    waits forever on the thread pool it inherited.
+    """
+    if workers:
+        cv2.setNumThreads(1)
+    return {"num_workers": workers, "pin_memory": pin_memory}
+
+
+def build_loaders(
+    splits: Splits,
+    config: DataConfig,
+    batch_size: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, DataLoader | None]:
+    """Training and validation loaders; ``batch_size`` is per process and per step."""
+    transform = TrainTransform(
+        size=config.size,
+        crop=config.crop,
+        scale=config.scale,
+        hflip=config.hflip,
+        rotation=config.rotation,
+        color_jitter=config.color_jitter,
+    )
+    common = worker_options(resolve_workers(config.workers, world_size), pin_memory)
+    train_set = AugmentedDataset(splits.train, transform, seed)
+    if len(train_set) < batch_size * world_size:
+        raise DataError(
+            f"{config.root}: {len(train_set)} training images, fewer than one batch of "
+            f"{batch_size * world_size}; lower train.batch_size or use more images"
+        )
+    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=seed)
+    train = DataLoader(train_set, batch_size, sampler=sampler, drop_last=True, **common)
+    if splits.val is None:
+        return train, None
+    val_set = ResizedDataset(splits.val, config.size)
+    val_batch = batch_size if config.size is not None else 1  # native sizes may differ
+    val = DataLoader(
+        val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common
+    )
+    return train, val
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Fix the shuffle and the augmentation of ``epoch``."""
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+
+
+def to_device(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    device: torch.device,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    channels_last: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W, 3) → normalised float (N, 3, H, W) on ``device``; targets stay uint8.
+
+    ``mean`` and ``std`` are (1, 3, 1, 1) tensors on ``device``. The NHWC batch permuted to NCHW
+    is already channels_last in memory; it is made contiguous only when that layout is off.
+    """
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking).permute(0, 3, 1, 2)
+    images = (images.float() / 255 - mean) / std
+    if not channels_last:
+        images = images.contiguous()
+    return images, targets.to(device, non_blocking=non_blocking)

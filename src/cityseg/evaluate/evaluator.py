@@ -1,0 +1,345 @@
+"""Score a checkpoint on a labelled split: trainId confusion on the device, every metric, the
+official Cityscapes IoU/iIoU where labelIds and instanceIds exist, charts and an HTML report.
+
+Example:
+    >>> from cityseg.evaluate.evaluator import evaluate_checkpoint
+    >>> metrics = evaluate_checkpoint("runs/demo/checkpoint_best.pt", "data/cityscapes", "val",
+    ...                               out_dir="runs/demo/eval", mode="slide")  # doctest: +SKIP
+    >>> metrics["mean_iou"], metrics["cityscapes"]["classes_iiou"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cityseg import labels
+from cityseg.data.sample import Sample
+from cityseg.errors import CheckpointError, ConfigError, DataError
+from cityseg.evaluate import metrics as metric_functions
+from cityseg.evaluate.confusion import ConfusionMatrix
+from cityseg.evaluate.inference import TTA_SCALES, Predictor
+from cityseg.evaluate.official import LabelIdError, OfficialCounts
+
+REPORT_IMAGES = 3
+"""Best and worst images shown in the report."""
+
+
+@dataclass
+class ImageScore:
+    """The mean IoU of one image, from its own confusion matrix (None if nothing is labelled)."""
+
+    index: int
+    frame_id: str
+    mean_iou: float | None
+
+
+@dataclass
+class Evaluation:
+    """What one pass over a dataset accumulates."""
+
+    confusion: np.ndarray
+    images: list[ImageScore] = field(default_factory=list)
+    official: OfficialCounts | None = None  # when labelIds and instanceIds exist
+    seconds: float = 0.0
+
+    def ranked(self) -> list[ImageScore]:
+        """Images with a score, best first."""
+        scored = [image for image in self.images if image.mean_iou is not None]
+        return sorted(scored, key=lambda image: image.mean_iou, reverse=True)
+
+
+class _Frames:
+    """Dataset items with their index and, for official scoring, gt labelIds and instanceIds."""
+
+    def __init__(self, dataset, count: int, official: bool) -> None:
+        self.dataset, self.count, self.official = dataset, count, official
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int):
+        image, target = self.dataset[index]
+        truth = official_ground_truth(self.dataset.samples[index]) if self.official else None
+        return index, image, target, truth
+
+
+def official_label_ids_path(sample: Sample) -> Path | None:
+    """The ``*_gtFine_labelIds.png`` of an official-layout sample, if it exists."""
+    if sample.label_path is None or sample.label_kind not in ("trainIds", "labelIds"):
+        return None
+    path = sample.label_path.with_name(f"{sample.frame_id}_gtFine_labelIds.png")
+    return path if path.is_file() else None
+
+
+def can_score_officially(samples: list[Sample]) -> bool:
+    """Whether every sample has gt labelIds (file or polygons) and instanceIds."""
+    return bool(samples) and all(
+        sample.instance_path is not None
+        and (sample.label_kind == "polygons" or official_label_ids_path(sample) is not None)
+        for sample in samples
+    )
+
+
+def official_ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The gt labelIds (uint8) and instanceIds (uint16/int32) of an official-layout sample."""
+    from cityseg.data.cityscapes import rasterise_polygons
+    from cityseg.data.io import read_label_png
+
+    if sample.label_kind == "polygons":
+        label_ids = rasterise_polygons(sample.label_path)
+    else:
+        label_ids = read_label_png(official_label_ids_path(sample))
+    instance_ids = cv2.imread(str(sample.instance_path), cv2.IMREAD_UNCHANGED)
+    if instance_ids is None or instance_ids.ndim != 2 or instance_ids.dtype.kind not in "iu":
+        raise DataError(
+            f"{sample.instance_path}: not a single-channel instanceIds PNG; re-extract gtFine"
+        )
+    if instance_ids.shape != label_ids.shape:
+        raise DataError(
+            f"{sample.instance_path}: size {instance_ids.shape} differs from its labelIds "
+            f"{label_ids.shape}; re-extract gtFine"
+        )
+    return label_ids, instance_ids
+
+
+def image_mean_iou(confusion: np.ndarray) -> float | None:
+    """Mean IoU of one image over the classes in its ground truth or prediction."""
+    value = metric_functions.mean(metric_functions.iou(confusion))
+    return None if np.isnan(value) else value
+
+
+def _collate_one(item):
+    return item
+
+
+def evaluate_dataset(
+    predictor: Predictor,
+    dataset,
+    num_classes: int = labels.NUM_CLASSES,
+    official: bool = False,
+    max_images: int | None = None,
+    progress: bool = True,
+    workers: int = 0,
+) -> Evaluation:
+    """Run ``predictor`` over a labelled dataset and accumulate its confusion matrices.
+
+    Predictions are scored at the ground truth's own resolution. The confusion matrix stays on
+    the predictor's device; per-image matrices give each image's mean IoU.
+
+    Args:
+        predictor: the network and its inference mode.
+        dataset: items ``(uint8 image (H, W, 3), uint8 trainIds (H, W))`` and ``samples``.
+        num_classes: rows of the confusion matrix.
+        official: also accumulate the official Cityscapes counts (needs labelIds and instanceIds
+            for every sample, see :func:`can_score_officially`).
+        max_images: stop after this many images.
+        progress: show a tqdm progress bar.
+        workers: DataLoader processes that decode images ahead of the network.
+    """
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    frames = _Frames(dataset, count, official)
+    loader = torch.utils.data.DataLoader(
+        frames, batch_size=None, num_workers=workers, collate_fn=_collate_one
+    )
+    total = ConfusionMatrix(num_classes, device=predictor.device)
+    result = Evaluation(np.zeros((num_classes, num_classes), np.int64))
+    result.official = OfficialCounts() if official else None
+    start = time.perf_counter()
+    for index, image, target, truth in tqdm(
+        loader, total=count, desc="evaluate", unit="image", disable=not progress
+    ):
+        sample = dataset.samples[index]
+        if target is None:
+            raise DataError(f"{sample.image_path}: no label to score against; use a labelled split")
+        prediction = predictor.predict(image, output_size=target.shape)
+        target_on_device = torch.from_numpy(target).to(predictor.device)
+        frame = ConfusionMatrix(num_classes, device=predictor.device)
+        frame.update(prediction, target_on_device)
+        total.update(prediction, target_on_device)
+        frame_iou = image_mean_iou(frame.numpy(reduce=False))
+        result.images.append(ImageScore(index, sample.frame_id, frame_iou))
+        if truth is not None:
+            predicted_label_ids = labels.train_ids_to_label_ids(prediction.cpu().numpy())
+            try:
+                result.official.add_frame(predicted_label_ids, *truth)
+            except LabelIdError as error:
+                raise DataError(f"{sample.label_path}: {error}; check the gtFine files") from None
+    result.confusion = total.numpy()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/"auto": CUDA if available, else CPU; otherwise the named device, checked."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device}: unknown device; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return resolved
+
+
+def inference_options(mode: str, tta: bool, **options) -> dict[str, Any]:
+    """:class:`InferenceOptions` fields from the command's flags: ``tta`` adds the flip and, when
+    no ``scales`` are given, the scales 0.75, 1.0 and 1.25."""
+    options = {key: value for key, value in options.items() if value is not None}
+    if tta:
+        options["flip"] = True
+        options.setdefault("scales", TTA_SCALES)
+    if "scales" in options:
+        options["scales"] = tuple(float(scale) for scale in options["scales"])
+    return {"mode": mode, **options}
+
+
+def _check_paths(checkpoint: Path, data_root: Path) -> None:
+    if not checkpoint.exists():
+        raise CheckpointError(
+            f"{checkpoint}: checkpoint not found; pass a .pt file written by `cityseg train` "
+            "(e.g. runs/<name>/checkpoint_best.pt) or its run folder"
+        )
+    if not data_root.is_dir():
+        raise DataError(
+            f"{data_root}: data folder not found; pass --data the folder holding leftImg8bit/ "
+            "and gtFine/ (official layout) or <split>/*.jpg (pairs)"
+        )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | Path,
+    split: str = "val",
+    out_dir: str | Path | None = None,
+    mode: str = "whole",
+    *,
+    tta: bool = False,
+    max_images: int | None = None,
+    device: str | None = None,
+    report: bool = False,
+    data_format: str = "auto",
+    progress: bool = True,
+    workers: int = 0,
+    **inference: Any,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split and return the metrics (written to ``out_dir`` if given).
+
+    Args:
+        checkpoint: a cityseg checkpoint (``.pt``).
+        data_root: the dataset, official Cityscapes layout or pairs (``<split>/*.jpg``).
+        split: the labelled split to score.
+        out_dir: where to write ``metrics.json``, ``confusion_matrix.png``, ``class_iou.png``
+            (and ``report.html`` with ``report``); None writes nothing.
+        mode: "whole" or "slide" (see :class:`~cityseg.evaluate.inference.InferenceOptions`).
+        tta: average over the horizontal flip and, unless ``scales`` is given, 0.75/1.0/1.25.
+        max_images: evaluate only the first N images.
+        device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
+        report: also write ``report.html`` with the best and worst images.
+        data_format: "auto", "cityscapes" or "pairs".
+        progress: show a progress bar.
+        workers: image-decoding processes.
+        **inference: other :class:`InferenceOptions` fields (``tile``, ``stride``, ``scales``,
+            ``resize`` (a size or "train"), ``scale``, ``window``, ``tile_batch``, ``precision``,
+            ``channels_last``).
+
+    Returns:
+        The ``metrics.summarize`` dict plus ``cityscapes`` (official scores), ``per_image`` and
+        the run info: ``checkpoint``, ``data``, ``split``, ``format``, ``mode``, ``inference``,
+        ``device``, ``images``, ``seconds``.
+    """
+    from cityseg.data import open_dataset
+
+    checkpoint, data_root = Path(checkpoint), Path(data_root)
+    _check_paths(checkpoint, data_root)
+    resolved_device = resolve_device(device)
+    options = inference_options(mode, tta, **inference)
+    predictor = Predictor.from_checkpoint(checkpoint, resolved_device, **options)
+    dataset = open_dataset(data_root, split, format=data_format, max_images=max_images)
+    if not getattr(dataset, "has_labels", True):
+        raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
+    class_names = list(predictor.meta.get("class_names") or labels.CLASS_NAMES)
+    official = tuple(class_names) == labels.CLASS_NAMES and can_score_officially(dataset.samples)
+    result = evaluate_dataset(
+        predictor, dataset, len(class_names), official, None, progress, workers
+    )
+    cityscapes = result.official.scores() if result.official is not None else None
+    metrics = metric_functions.summarize(result.confusion, class_names, cityscapes)
+    metrics["per_image"] = [
+        {"frame_id": image.frame_id, "mean_iou": image.mean_iou} for image in result.images
+    ]
+    metrics |= {
+        "checkpoint": str(checkpoint),
+        "data": str(data_root),
+        "split": split,
+        "format": getattr(dataset, "format", data_format),
+        "mode": mode,
+        "inference": predictor.settings(),
+        "device": str(resolved_device),
+        "images": len(result.images),
+        "seconds": round(result.seconds, 3),
+    }
+    if out_dir is not None:
+        write_outputs(metrics, Path(out_dir), class_names)
+        if report:
+            write_evaluation_report(metrics, Path(out_dir), predictor, dataset, result)
+    return metrics
+
+
+def write_outputs(metrics: dict[str, Any], out_dir: Path, class_names: list[str]) -> list[Path]:
+    """Write ``metrics.json``, ``confusion_matrix.png`` and ``class_iou.png`` into ``out_dir``."""
+    from cityseg.visualize.plots import plot_confusion_matrix, plot_per_class_iou
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    class_iou = {name: values["iou"] for name, values in metrics["classes"].items()}
+    return [
+        metrics_path,
+        plot_confusion_matrix(metrics["confusion_matrix"], out_dir / CHARTS[0], class_names),
+        plot_per_class_iou(class_iou, out_dir / CHARTS[1]),
+    ]
+
+
+CHARTS = ("confusion_matrix.png", "class_iou.png")
+
+
+def write_evaluation_report(
+    metrics: dict[str, Any], out_dir: Path, predictor: Predictor, dataset, result: Evaluation
+) -> Path:
+    """Write ``report.html``: the metrics, the charts, and comparison grids (photo, ground truth,
+    prediction, errors) of the best and worst images by their own mean IoU."""
+    from cityseg.visualize.plots import plot_comparison_grid
+    from cityseg.visualize.report import write_report
+
+    ranked = result.ranked()
+    best = ranked[:REPORT_IMAGES]
+    chosen = {"best": best, "worst": ranked[len(best) :][::-1][:REPORT_IMAGES]}
+    shown: dict[str, list] = {"best": [], "worst": []}
+    for kind, scores in chosen.items():
+        for rank, score in enumerate(scores, start=1):
+            image, target = dataset[score.index]
+            prediction = predictor.predict(image, output_size=target.shape).cpu().numpy()
+            grid = plot_comparison_grid(
+                [image],
+                [target],
+                [prediction],
+                out_dir / "images" / f"{kind}_{rank}_{score.frame_id}.png",
+                titles=[f"{score.frame_id} - mIoU {100 * score.mean_iou:.1f}%"],
+            )
+            shown[kind].append((score.frame_id, score.mean_iou, grid))
+    charts = {"Per-class IoU": out_dir / CHARTS[1], "Confusion matrix": out_dir / CHARTS[0]}
+    info = {key: metrics[key] for key in RUN_INFO if key in metrics}
+    return write_report(out_dir, metrics, charts, shown["best"], shown["worst"], info=info)
+
+
+RUN_INFO = ("checkpoint", "data", "split", "format", "inference", "device", "images", "seconds")

@@ -1,0 +1,47 @@
+"""Segment photos with a trained model: the Python API behind ``cityseg predict``.
+
+* :class:`Segmenter`: a checkpoint run with PyTorch (whole image, sliding window, flip and
+  multi-scale TTA);
+* :class:`OnnxSegmenter`: a model written by ``cityseg export`` run with onnxruntime, no torch;
+* :func:`collect_inputs` and :func:`predict_files`: photos from files, folders and globs to
+  ``<stem>_labelIds.png`` (official submission format), ``_trainIds``, ``_color`` and ``_overlay``.
+
+Importing this package does not import torch.
+
+Example:
+    >>> import numpy as np
+    >>> from cityseg.predict import Segmenter
+    >>> segmenter = Segmenter.from_checkpoint("runs/demo/checkpoint_best.pt")  # doctest: +SKIP
+    >>> segmenter.predict(np.zeros((128, 256, 3), np.uint8)).shape  # doctest: +SKIP
+    (128, 256)
+"""
+
+from cityseg.predict.files import (
+    INPUT_FORMATS,
+    OUTPUTS,
+    collect_inputs,
+    predict_files,
+    read_photo,
+    write_prediction,
+)
+from cityseg.predict.onnx_segmenter import OnnxSegmenter
+from cityseg.predict.segmenter import (
+    BaseSegmenter,
+    Segmenter,
+    available_pretrained,
+    pretrained_path,
+)
+
+__all__ = [
+    "INPUT_FORMATS",
+    "OUTPUTS",
+    "BaseSegmenter",
+    "OnnxSegmenter",
+    "Segmenter",
+    "available_pretrained",
+    "collect_inputs",
+    "predict_files",
+    "pretrained_path",
+    "read_photo",
+    "write_prediction",
+]

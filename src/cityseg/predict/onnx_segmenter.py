@@ -1,0 +1,195 @@
+"""Run a model exported by ``cityseg export`` with onnxruntime: numpy and OpenCV, no torch.
+
+The exported graph (see :mod:`cityseg.export`) takes what an image decoder gives:
+
+* input ``image``: uint8 RGB, channels last, (N, H, W, 3), any batch size, height and width;
+* output ``logits``: float32 (N, C, H, W), at the input's size;
+* output ``labels``: uint8 trainIds (N, H, W), the argmax of the logits.
+
+The normalisation (``/ 255``, mean and std of the checkpoint) and the padding to a multiple of
+``2**depth`` happen inside the graph. Its ``metadata_props`` hold, as JSON strings, the class names,
+palette, normalisation, training input size (``input_size``), smallest size (``min_size``) and the
+model configuration, under the format tag ``cityseg_format = "cityseg-onnx-v1"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from cityseg import labels
+from cityseg.errors import CheckpointError, ConfigError
+from cityseg.predict.segmenter import BaseSegmenter, check_photo
+
+ONNX_FORMAT = "cityseg-onnx-v1"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "labels")
+TTA_SCALES = (0.75, 1.0, 1.25)
+"""The scales ``tta=True`` averages when no ``scales`` are given (as in evaluate.inference)."""
+
+
+class OnnxSegmenter(BaseSegmenter):
+    """Segment RGB photos into Cityscapes trainIds with an exported ONNX model.
+
+    Whole-image inference only, with the same resize and flip / multi-scale TTA options as
+    :class:`cityseg.predict.Segmenter` (the photo is resized with OpenCV rather than torch, so
+    results with a resize or TTA can differ from the checkpoint's on a few boundary pixels).
+
+    Args:
+        path: the ``.onnx`` file written by ``cityseg export``.
+        device: "auto" (every provider onnxruntime offers here, CUDA first), "cpu" or "cuda".
+        mode: must be "whole"; sliding-window inference needs the checkpoint.
+        resize: "train" (the training size), (height, width), or a factor; None: the image size.
+        tta: also average over the horizontally flipped image and, unless ``scales`` is given,
+            the scales 0.75, 1.0 and 1.25.
+        scales: average over these scale factors.
+
+    Example:
+        >>> from cityseg.predict import OnnxSegmenter
+        >>> segmenter = OnnxSegmenter("model.onnx")  # doctest: +SKIP
+        >>> train_ids = segmenter.predict_file("photo.png")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        mode: str = "whole",
+        resize: str | tuple[int, int] | float | None = None,
+        tile: tuple[int, int] | None = None,
+        tta: bool = False,
+        scales: Sequence[float] | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        if mode != "whole" or tile is not None:
+            raise ConfigError("ONNX models run in whole mode only; use the checkpoint for slide")
+        if precision != "fp32":
+            raise ConfigError(f"precision {precision} is not available with ONNX; use fp32")
+        self.path = Path(path)
+        self.session = _open_session(self.path, device)
+        self.metadata = read_metadata(self.session, self.path)
+        self.class_names = self.metadata["class_names"]
+        self.palette = np.asarray(self.metadata["palette"], dtype=np.uint8)
+        self.normalization = self.metadata["normalization"]
+        self.input_size = tuple(self.metadata["input_size"] or ()) or None
+        self.min_size = int(self.metadata.get("min_size") or 1)
+        self.flip = tta
+        self.scales = tuple(scales) if scales else TTA_SCALES if tta else (1.0,)
+        if min(self.scales) <= 0:
+            raise ConfigError(f"scales {self.scales} must be positive")
+        self.resize = self._resolve_resize(resize)
+
+    def _resolve_resize(self, resize):
+        if resize == "train":
+            if self.input_size is None:
+                raise ConfigError(f"{self.path}: no training size in the model; give HxW")
+            return self.input_size
+        return resize
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Raw logits (N, C, H, W) float32 of a uint8 batch (N, H, W, 3), as the graph runs."""
+        return self.session.run(["logits"], {INPUT_NAME: np.ascontiguousarray(images)})[0]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
+        image = check_photo(image)
+        size = image.shape[:2]
+        flips = (False, True) if self.flip else (False,)
+        passes = [(scale, flip) for scale in self.scales for flip in flips]
+        if passes == [(1.0, False)] and self._run_size(size, 1.0) == size:
+            return self.session.run(["labels"], {INPUT_NAME: np.ascontiguousarray(image[None])})[0][
+                0
+            ]
+        total = np.zeros((len(self.class_names), *size), dtype=np.float32)
+        for scale, flip in passes:
+            photo = resize_photo(image, self._run_size(size, scale))
+            logits = self.logits((photo[:, ::-1] if flip else photo)[None])[0]
+            total += softmax(resize_map(logits[:, :, ::-1] if flip else logits, size))
+        return total.argmax(axis=0).astype(np.uint8)
+
+    def _run_size(self, size: tuple[int, int], scale: float) -> tuple[int, int]:
+        base = size
+        if isinstance(self.resize, (int, float)):
+            base = _scaled(size, self.resize)
+        elif self.resize is not None:
+            base = tuple(self.resize)
+        height, width = _scaled(base, scale)
+        return max(height, self.min_size), max(width, self.min_size)
+
+
+def _scaled(size: Sequence[int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def resize_photo(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 photo to (height, width): area averaging to shrink, else bilinear."""
+    if image.shape[:2] == tuple(size):
+        return image
+    shrinks = size[0] < image.shape[0] or size[1] < image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
+    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+
+
+def resize_map(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of logits (C, H, W) to (C, *size), pixel centres aligned like torch."""
+    if maps.shape[1:] == tuple(size):
+        return np.ascontiguousarray(maps)
+    channels_last = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    resized = cv2.resize(channels_last, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return resized.reshape(*size, -1).transpose(2, 0, 1)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the class axis 0 of (C, H, W) logits."""
+    exponentials = np.exp(logits - logits.max(axis=0, keepdims=True))
+    return exponentials / exponentials.sum(axis=0, keepdims=True)
+
+
+def _open_session(path: Path, device: str):
+    import onnxruntime
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: ONNX model not found; write one with `cityseg export`")
+    available = onnxruntime.get_available_providers()
+    if device == "cpu":
+        providers = ["CPUExecutionProvider"]
+    elif device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError(f"--device {device}: onnxruntime has no CUDA here; use cpu")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif device == "auto":
+        providers = available
+    else:
+        raise ConfigError(f"--device {device}: unknown device; use auto, cpu or cuda")
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as error:  # onnxruntime raises several unrelated types for a bad file
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error)
+        raise CheckpointError(
+            f"{path}: not a loadable ONNX model ({reason}); re-export it with `cityseg export`"
+        ) from None
+
+
+def read_metadata(session, path: Path) -> dict[str, Any]:
+    """The cityseg metadata of an open session, parsed from JSON.
+
+    Raises:
+        CheckpointError: the model was not written by ``cityseg export``.
+    """
+    props = session.get_modelmeta().custom_metadata_map
+    inputs = [(node.name, node.type) for node in session.get_inputs()]
+    if props.get("cityseg_format") != ONNX_FORMAT or inputs != [(INPUT_NAME, "tensor(uint8)")]:
+        raise CheckpointError(
+            f"{path}: not an ONNX model written by `cityseg export` (format {ONNX_FORMAT}, "
+            f"uint8 input {INPUT_NAME!r}); export the checkpoint with `cityseg export`"
+        )
+    metadata = {key: json.loads(value) for key, value in props.items() if key != "cityseg_format"}
+    metadata.setdefault("class_names", list(labels.CLASS_NAMES))
+    metadata.setdefault("palette", labels.PALETTE.tolist())
+    metadata.setdefault("input_size", None)
+    return metadata

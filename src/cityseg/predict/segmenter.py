@@ -1,0 +1,207 @@
+"""The segmenters: RGB uint8 photo (H, W, 3) in, Cityscapes trainIds (H, W) uint8 out.
+
+:class:`Segmenter` runs a checkpoint with PyTorch (whole image, sliding window, flip and
+multi-scale TTA, all from :mod:`cityseg.evaluate.inference`); it imports torch only when made.
+Shipped checkpoints are found by name with :func:`pretrained_path`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg import labels
+from cityseg.errors import CheckpointError, ConfigError
+
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+class BaseSegmenter:
+    """What every segmenter offers on top of its own ``predict(image) -> trainIds``."""
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray] | np.ndarray
+    ) -> list[np.ndarray] | np.ndarray:
+        """TrainIds of several photos: an array (N, H, W) for an array (N, H, W, 3), else a
+        list of (H, W) masks for a list of photos (which may differ in size)."""
+        if isinstance(images, np.ndarray):
+            if images.ndim != 4:
+                raise ValueError(f"expected a batch (N, H, W, 3), got shape {images.shape}")
+            return np.stack([self.predict(image) for image in images])
+        return [self.predict(image) for image in images]
+
+    def predict_file(self, path: str | Path, input_format: str = "image") -> np.ndarray:
+        """TrainIds (H, W) of a PNG or JPEG file; see :func:`read_photo` for ``input_format``."""
+        from cityseg.predict.files import read_photo
+
+        return self.predict(read_photo(path, input_format))
+
+
+class Segmenter(BaseSegmenter):
+    """Segment RGB photos into Cityscapes trainIds with a trained network.
+
+    Args:
+        model: network mapping a normalised float batch (N, 3, H, W) to logits (N, 19, H, W).
+        normalization: ``{"mean": [...], "std": [...]}`` on the 0..1 scale (default: ImageNet).
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".
+        mode: "whole" (one pass over the image) or "slide" (overlapping tiles at full resolution).
+        resize: whole mode: "train" (the training size), (height, width), or a factor such as 0.5;
+            None runs at the image's own size. Predictions always come back at the image's size.
+        tile: slide mode tile (height, width); default: the training size.
+        tta: also average over the horizontally flipped image and, unless ``scales`` is given,
+            the scales 0.75, 1.0 and 1.25.
+        scales: average over these scale factors.
+        precision: "fp32", "bf16" or "fp16" (CUDA only) autocast.
+        input_size: (height, width) the network was trained at.
+        class_names: names of the classes, indexed by trainId.
+        palette: RGB colour of each class.
+
+    Example:
+        >>> import numpy as np
+        >>> from cityseg.model import UNet
+        >>> from cityseg.predict import Segmenter
+        >>> segmenter = Segmenter(UNet(base_width=4, depth=2), device="cpu")
+        >>> # usually: segmenter = Segmenter.from_checkpoint("runs/demo/best.pt")
+        >>> train_ids = segmenter.predict(np.zeros((40, 70, 3), np.uint8))
+        >>> train_ids.shape, train_ids.dtype
+        ((40, 70), dtype('uint8'))
+        >>> len(segmenter.predict_batch(np.zeros((2, 40, 70, 3), np.uint8)))
+        2
+    """
+
+    def __init__(
+        self,
+        model,
+        normalization: dict[str, Sequence[float]] | None = None,
+        *,
+        device: str = "auto",
+        mode: str = "whole",
+        resize: str | tuple[int, int] | float | None = None,
+        tile: tuple[int, int] | None = None,
+        tta: bool = False,
+        scales: Sequence[float] | None = None,
+        precision: str = "fp32",
+        input_size: Sequence[int] | None = None,
+        class_names: Sequence[str] = labels.CLASS_NAMES,
+        palette: Sequence[Sequence[int]] | np.ndarray = labels.PALETTE,
+    ) -> None:
+        from cityseg.evaluate.evaluator import inference_options, resolve_device
+        from cityseg.evaluate.inference import InferenceOptions, Predictor
+
+        self.input_size = tuple(input_size) if input_size else None
+        self.normalization = dict(normalization or IMAGENET_NORMALIZATION)
+        self.class_names = list(class_names)
+        self.palette = np.asarray(palette, dtype=np.uint8)
+        self.device = resolve_device(device)
+        sizing = self._sizing(resize)
+        options = inference_options(mode, tta, tile=tile, scales=scales, precision=precision)
+        self.options = InferenceOptions(**options, **sizing)
+        self.predictor = Predictor(
+            model,
+            self.normalization["mean"],
+            self.normalization["std"],
+            self.device,
+            self.options,
+            self.input_size,
+        )
+
+    def _sizing(self, resize: str | tuple[int, int] | float | None) -> dict[str, Any]:
+        if resize is None:
+            return {}
+        if isinstance(resize, (int, float)) and not isinstance(resize, bool):
+            return {"scale": float(resize)}
+        if resize == "train":
+            if self.input_size is None:
+                raise ConfigError("resize 'train' needs the training size, which is unknown here")
+            return {"resize": self.input_size}
+        return {"resize": tuple(resize)}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options: Any) -> Segmenter:
+        """A segmenter for a checkpoint written by ``cityseg train``.
+
+        Args:
+            path: the ``.pt`` file.
+            device: "auto", "cpu", "cuda", "cuda:N".
+            **options: the inference options of :class:`Segmenter` (mode, resize, tile, tta, ...).
+
+        Raises:
+            CheckpointError: the file is missing or is not a cityseg checkpoint.
+            ConfigError: an invalid inference option or device.
+        """
+        from cityseg.evaluate.evaluator import resolve_device
+        from cityseg.train.checkpoint import load_model
+
+        resolved = resolve_device(device)
+        model, meta = load_model(path, resolved)
+        palette = meta.get("palette")
+        return cls(
+            model,
+            meta["normalization"],
+            device=str(resolved),
+            input_size=meta.get("input_size"),
+            class_names=meta.get("class_names") or labels.CLASS_NAMES,
+            palette=labels.PALETTE if palette is None else palette,
+            **options,
+        )
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str = "auto", **options: Any) -> Segmenter:
+        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`)."""
+        return cls.from_checkpoint(pretrained_path(name), device, **options)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
+        return self.predictor.predict(check_photo(image)).cpu().numpy()
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray] | np.ndarray
+    ) -> list[np.ndarray] | np.ndarray:
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return self.predictor.predict(images).cpu().numpy()
+        return super().predict_batch(images)
+
+
+def check_photo(image: np.ndarray) -> np.ndarray:
+    """``image`` as an array, or a ValueError if it is not an RGB uint8 photo (H, W, 3)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 photo (H, W, 3), got {image.shape} {image.dtype}")
+    return image
+
+
+def _pretrained_folder():
+    return importlib.resources.files("cityseg") / "pretrained"
+
+
+def available_pretrained() -> list[str]:
+    """Names of the checkpoints shipped in ``cityseg/pretrained/<name>.pt``."""
+    folder = _pretrained_folder()
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name[: -len(".pt")] for entry in folder.iterdir() if entry.name.endswith(".pt")
+    )
+
+
+def pretrained_path(name: str) -> Path:
+    """The file of the shipped checkpoint ``name``.
+
+    Raises:
+        CheckpointError: no such checkpoint; the message lists the available names.
+    """
+    resource = _pretrained_folder() / f"{name}.pt"
+    if not resource.is_file():
+        names = ", ".join(available_pretrained()) or "none are installed with this cityseg"
+        raise CheckpointError(
+            f"pretrained model {name!r} not found in {_pretrained_folder()}; available: {names}; "
+            "or pass a checkpoint file instead of --pretrained"
+        )
+    return Path(str(resource))

@@ -1,0 +1,98 @@
+"""Several processes through ``torchrun``: process group, model wrapping, reductions.
+
+``torchrun --nproc_per_node N -m cityseg train ...`` sets ``RANK``, ``LOCAL_RANK`` and
+``WORLD_SIZE``; without them everything here degrades to a single process and does nothing.
+NCCL is used on CUDA, gloo on the CPU (the same code path, which is what the tests run).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> DistInfo:
+    """Join the process group when started by torchrun with more than one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(
+    model: nn.Module, device: torch.device, info: DistInfo, sync_bn: bool
+) -> tuple[nn.Module, str | None]:
+    """The model to train: DistributedDataParallel (with SyncBatchNorm when ``sync_bn`` and the
+    processes use GPUs) in a job of several processes, else ``model`` itself. Also returns a note
+    when ``sync_bn`` was requested but cannot apply (one process, or CPU): never an error."""
+    note = None
+    if sync_bn and not (info.enabled and device.type == "cuda"):
+        note = "train.sync_bn ignored: SyncBatchNorm needs several CUDA processes"
+    if not info.enabled:
+        return model, note
+    if sync_bn and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids), note
+
+
+def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over all processes, in place (a no-op with one process)."""
+    if info.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(value: object, info: DistInfo) -> object:
+    """Rank 0's ``value`` on every process."""
+    if not info.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def print_main(info: DistInfo, *parts: object) -> None:
+    """Print on the main process only, flushed at once (logs of several processes interleave)."""
+    if info.is_main:
+        print(*parts, flush=True)
+        sys.stdout.flush()

@@ -1,0 +1,129 @@
+"""Build what a run trains: the model, the loss (with class weights from the training labels), and
+the description every checkpoint starts with."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cityseg.config import Config, ModelConfig, config_to_dict
+from cityseg.data.loader import ShardSampler, resolve_workers, worker_options
+from cityseg.errors import ConfigError
+from cityseg.labels import CLASS_NAMES, PALETTE
+from cityseg.train.checkpoint import FORMAT, IMAGENET_MEAN, IMAGENET_STD
+from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
+from cityseg.train.losses import SegmentationLoss, class_weights_from_counts, count_class_pixels
+
+
+def build_model(config: ModelConfig, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """The UNet of ``config`` on ``device`` (channels_last memory layout when asked)."""
+    from cityseg.model import UNet
+
+    try:
+        model = UNet(**config.unet_kwargs())
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def checkpoint_header(config: Config) -> dict[str, Any]:
+    """The self-description of a checkpoint: format, classes, palette, normalisation, sizes."""
+    num_classes = config.model.num_classes
+    if num_classes == len(CLASS_NAMES):
+        names, palette = list(CLASS_NAMES), PALETTE.tolist()
+    else:
+        names = [f"class_{index}" for index in range(num_classes)]
+        palette = [
+            [(index * 67) % 256, (index * 139) % 256, (index * 197) % 256]
+            for index in range(num_classes)
+        ]
+    size = config.data.crop or config.data.size
+    return {
+        "format": FORMAT,
+        "class_names": names,
+        "palette": palette,
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "input_size": list(size),
+        "config": config_to_dict(config),
+    }
+
+
+def build_criterion(
+    config: Config,
+    train_set: Dataset,
+    info: DistInfo,
+    device: torch.device,
+    resume_state: dict[str, Any] | None,
+) -> tuple[SegmentationLoss, list[float] | None]:
+    """The training loss and its class weights (computed once, then read from the checkpoint)."""
+    spec, num_classes = config.loss.class_weights, config.model.num_classes
+    if spec is None or spec == "none":
+        weights = None
+    elif isinstance(spec, list):
+        weights = [float(w) for w in spec]
+    elif resume_state is not None and resume_state.get("class_weights") is not None:
+        weights = list(resume_state["class_weights"])
+    else:
+        method = "enet" if spec == "auto" else spec
+        weights = compute_class_weights(train_set, method, num_classes, config, info, device)
+        shown = ", ".join(f"{w:.2f}" for w in weights)
+        print_main(info, f"class weights ({method}, from {len(train_set)} labels): [{shown}]")
+    criterion = SegmentationLoss(
+        num_classes,
+        class_weights=weights,
+        ohem_thresh=config.loss.ohem_thresh,
+        ohem_min_kept=config.loss.ohem_min_kept,
+        label_smoothing=config.loss.label_smoothing,
+    )
+    return criterion, weights
+
+
+def _target_of(item: tuple) -> Any:
+    return item[1]
+
+
+def compute_class_weights(
+    train_set: Dataset,
+    method: str,
+    num_classes: int,
+    config: Config,
+    info: DistInfo,
+    device: torch.device,
+) -> list[float]:
+    """Class weights by ``method`` from the labels of ``train_set``, counted in parallel over the
+    processes of the job (each counts its share) and the DataLoader workers."""
+    loader = DataLoader(
+        train_set,
+        batch_size=None,
+        sampler=ShardSampler(len(train_set), info.rank, info.world_size),
+        collate_fn=_target_of,
+        **worker_options(resolve_workers(config.data.workers, info.world_size)),
+    )
+    pixels, image_pixels = count_class_pixels(iter(loader), num_classes)
+    counts = torch.tensor([pixels.tolist(), image_pixels.tolist()], dtype=torch.int64)
+    counts = all_reduce_sum(counts.to(device), info).cpu().numpy()  # NCCL reduces on the GPU
+    return class_weights_from_counts(counts[0], counts[1], method)
+
+
+def batch_per_process(batch_size: int, accumulate: int, world_size: int) -> int:
+    """Images per process and micro-step in a step of ``batch_size`` images in total."""
+    if batch_size % (accumulate * world_size):
+        raise ConfigError(
+            f"train.batch_size={batch_size} is not divisible by {world_size} process(es) x "
+            f"train.accumulate={accumulate}; choose a multiple of {accumulate * world_size}"
+        )
+    return batch_size // (accumulate * world_size)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's (global) and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,183 @@
+"""ONNX export: a valid graph with dynamic batch, height and width that onnxruntime runs like
+PyTorch, on real photos and on odd sizes, and the OnnxSegmenter that runs it without torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cityseg import labels
+from cityseg.data.io import read_rgb
+from cityseg.errors import CheckpointError, ConfigError
+from cityseg.export import ImageToLogits, compare_with_onnxruntime, export_checkpoint
+from cityseg.model import UNet
+from cityseg.predict import OnnxSegmenter, Segmenter
+from cityseg.train.checkpoint import FORMAT, load_model, save_checkpoint
+
+NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+MAX_LOGIT_DIFF = 1e-3
+MIN_AGREEMENT = 0.9999
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A random-init UNet (base width 8, depth 3) in the checkpoint contract format."""
+    torch.manual_seed(seed)
+    model = UNet(base_width=8, depth=3)
+    state = {
+        "format": FORMAT,
+        "model_config": model.config,
+        "model": model.state_dict(),
+        "class_names": list(labels.CLASS_NAMES),
+        "palette": labels.PALETTE.tolist(),
+        "normalization": NORMALIZATION,
+        "input_size": [64, 128],
+        "config": {},
+    }
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("export") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint):
+    return export_checkpoint(checkpoint, checkpoint.with_suffix(".onnx"))
+
+
+@pytest.fixture(scope="module")
+def graph(checkpoint) -> ImageToLogits:
+    model, meta = load_model(checkpoint, "cpu")
+    return ImageToLogits(model, **meta["normalization"]).eval()
+
+
+def real_photos(cityscapes_root: Path, pairs_root: Path) -> dict[str, np.ndarray]:
+    """The frankfurt val frame (128x256), an aachen frame downscaled to an odd 203x405, and the
+    photo halves of two Kaggle pairs JPEGs (256x256)."""
+    frankfurt = "leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png"
+    aachen = read_rgb(
+        cityscapes_root / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
+    )
+    photos = {
+        "frankfurt": read_rgb(cityscapes_root / frankfurt),
+        "aachen": cv2.resize(aachen, (405, 203), interpolation=cv2.INTER_AREA),
+    }
+    for name in ("1.jpg", "2975.jpg"):
+        pair = read_rgb(pairs_root / "train" / name)
+        photos[f"pairs/{name}"] = np.ascontiguousarray(pair[:, : pair.shape[0]])
+    return photos
+
+
+def test_the_export_is_a_valid_onnx_model_with_dynamic_uint8_input(exported):
+    assert exported.path.is_file() and exported.opset == 17
+    assert exported.exporter == "torchscript"
+    proto = onnx.load(str(exported.path))
+    onnx.checker.check_model(proto, full_check=True)
+    (image,) = proto.graph.input
+    assert image.name == "image"
+    assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim]
+    assert dims == ["batch", "height", "width", 3]
+    assert [output.name for output in proto.graph.output] == ["logits", "labels"]
+    print(f"\nexport of a base-8 depth-3 UNet: {exported.seconds:.2f} s")
+
+
+def test_the_metadata_describes_the_model(exported):
+    props = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
+    assert props["cityseg_format"] == "cityseg-onnx-v1"
+    assert json.loads(props["class_names"]) == list(labels.CLASS_NAMES)
+    assert json.loads(props["palette"]) == labels.PALETTE.tolist()
+    assert json.loads(props["normalization"]) == NORMALIZATION
+    assert json.loads(props["input_size"]) == [64, 128]
+    assert json.loads(props["model_config"])["widths"] == [8, 16, 32, 64]
+
+
+def test_the_built_in_check_ran_at_another_size(exported):
+    assert exported.check_size == (51, 73)
+    assert exported.max_abs_logit_diff < MAX_LOGIT_DIFF
+    assert exported.label_agreement >= MIN_AGREEMENT
+
+
+def test_onnxruntime_matches_pytorch_on_real_photos(exported, graph, cityscapes_root, pairs_root):
+    for name, photo in real_photos(cityscapes_root, pairs_root).items():
+        diff, agreement = compare_with_onnxruntime(graph, exported.path, photo[None])
+        print(f"\n{name} {photo.shape[:2]}: max |logit diff| {diff:.2e}, agreement {agreement:.6f}")
+        assert diff < MAX_LOGIT_DIFF, name
+        assert agreement >= MIN_AGREEMENT, name
+
+
+@pytest.mark.parametrize("shape", [(3, 45, 77), (1, 33, 129), (2, 96, 64), (1, 32, 33)])
+def test_dynamic_batch_and_odd_sizes(exported, graph, shape):
+    generator = torch.Generator().manual_seed(sum(shape))
+    images = torch.randint(0, 256, (*shape, 3), generator=generator, dtype=torch.uint8)
+    diff, agreement = compare_with_onnxruntime(graph, exported.path, images)
+    assert diff < MAX_LOGIT_DIFF and agreement >= MIN_AGREEMENT
+
+
+def test_the_labels_output_is_the_argmax_of_the_logits(exported):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(0).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)
+    logits, train_ids = session.run(None, {"image": images})
+    assert logits.dtype == np.float32 and logits.shape == (2, 19, 40, 52)
+    assert train_ids.dtype == np.uint8
+    np.testing.assert_array_equal(train_ids, logits.argmax(axis=1))
+
+
+def test_the_onnx_segmenter_agrees_with_the_checkpoint(exported, checkpoint):
+    photo = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for options in ({}, {"tta": True, "scales": [1.0]}):
+        expected = Segmenter.from_checkpoint(checkpoint, "cpu", **options).predict(photo)
+        onnx_segmenter = OnnxSegmenter(exported.path, "cpu", **options)
+        assert np.mean(onnx_segmenter.predict(photo) == expected) >= MIN_AGREEMENT
+    resized = OnnxSegmenter(exported.path, "cpu", resize="train", tta=True)
+    assert resized.input_size == (64, 128) and resized.scales == (0.75, 1.0, 1.25)
+    train_ids = resized.predict_batch(np.stack([photo, photo]))
+    assert train_ids.shape == (2, 70, 90) and train_ids.max() < 19
+    assert OnnxSegmenter(exported.path, "cpu").class_names == list(labels.CLASS_NAMES)
+
+
+def test_the_onnx_segmenter_refuses_what_it_cannot_run(exported, tmp_path):
+    with pytest.raises(ConfigError, match="whole mode only"):
+        OnnxSegmenter(exported.path, mode="slide")
+    with pytest.raises(CheckpointError, match="ONNX model not found"):
+        OnnxSegmenter(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="junk.onnx: not a loadable ONNX model"):
+        OnnxSegmenter(tmp_path / "junk.onnx")
+    foreign = tmp_path / "foreign.onnx"
+    tensor = onnx.helper.make_tensor_value_info
+    identity = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "foreign",
+        [tensor("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [tensor("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    opset = [onnx.helper.make_opsetid("", 17)]
+    onnx.save(onnx.helper.make_model(identity, opset_imports=opset, ir_version=8), str(foreign))
+    with pytest.raises(CheckpointError, match="not an ONNX model written by `cityseg export`"):
+        OnnxSegmenter(foreign)
+
+
+@pytest.mark.slow
+def test_the_dynamo_exporter_gives_the_same_model(checkpoint, graph, tmp_path):
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
+    result = export_checkpoint(checkpoint, tmp_path / "dynamo.onnx", dynamo=True)
+    assert result.exporter == "dynamo" and result.max_abs_logit_diff < MAX_LOGIT_DIFF
+    images = torch.randint(0, 256, (2, 45, 77, 3), dtype=torch.uint8)
+    assert compare_with_onnxruntime(graph, result.path, images)[1] >= MIN_AGREEMENT
+
+
+def test_dynamo_without_onnxscript_is_a_clear_error(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="onnxscript"):
+        export_checkpoint(checkpoint, tmp_path / "x.onnx", dynamo=True)

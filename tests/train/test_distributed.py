@@ -1,0 +1,82 @@
+"""Two processes through torchrun on the CPU (gloo): DDP training, metrics over both ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from trainkit import write_scenes
+
+from cityseg.data import open_dataset
+from cityseg.train.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_model
+from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
+
+
+def test_single_process_needs_no_process_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    info = setup_distributed()
+    assert info == DistInfo() and info.is_main and not info.enabled
+    model = torch.nn.Conv2d(3, 3, 1)
+    wrapped, note = wrap_model(model, torch.device("cpu"), info, sync_bn=True)
+    assert wrapped is model and "sync_bn ignored" in note  # never an error on one device
+
+
+def pixel_accuracy(run_dir, root) -> float:
+    model, meta = load_model(run_dir / "checkpoint_last.pt")
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    correct = labelled = 0
+    for image, target in open_dataset(root, "val"):
+        x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - mean) / std
+        with torch.no_grad():
+            prediction = model(x).argmax(1)[0].numpy()
+        valid = target != 255
+        correct += int((prediction[valid] == target[valid]).sum())
+        labelled += int(valid.sum())
+    return correct / labelled
+
+
+def test_two_processes_with_gloo(tmp_path):
+    root = write_scenes(tmp_path / "data", {"train": 8, "val": 3})
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "cityseg",
+        "train",
+        "--out",
+        str(run),
+        f"data.root={root}",
+        "data.size=[64,128]",
+        "data.workers=0",
+        "model.base_width=8",
+        "model.depth=2",
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.device=cpu",
+        "train.precision=fp32",
+        "train.sync_bn=true",
+        "train.progress=false",
+    ]
+    env = {**os.environ, "CITYSEG_ALLOCATOR": "system", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "2 processes" in out and out.count("epoch 2/2 |") == 1  # only rank 0 prints
+    assert "batch 4 = 2 process(es) x 2 x 1 accumulation" in out
+    assert "sync_bn ignored" in out  # CPU: no SyncBatchNorm, and no error either
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["iteration"] == 4  # 8 images / 4 per step x 2
+    assert not any(key.startswith("module.") for key in state["model"])
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    # 3 validation images split 2 + 1 over the ranks: the summed confusion sees all of them
+    assert np.isclose(record["pixel_accuracy"], pixel_accuracy(run, root), atol=1e-6)

@@ -1,0 +1,162 @@
+"""The training loop end to end on a tiny dataset: run folder, records, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from trainkit import one_thread, tiny_config, write_scenes  # noqa: F401 (fixture)
+
+from cityseg.errors import CheckpointError, ConfigError
+from cityseg.train.checkpoint import FORMAT, load_model
+from cityseg.train.engine import train
+
+RECORD_KEYS = {
+    "epoch",
+    "iteration",
+    "train_loss",
+    "val_loss",
+    "pixel_accuracy",
+    "mean_iou",
+    "lr",
+    "time",
+    "images_per_s",
+}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    return write_scenes(tmp_path_factory.mktemp("scenes"), {"train": 12, "val": 4})
+
+
+def test_run_folder_holds_everything(scenes, tmp_path, capsys):
+    run = tmp_path / "run"
+    record = train(tiny_config(scenes, "train.epochs=2"), run)
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+        "metrics.jsonl",
+        "curves.png",
+        "tensorboard",
+    }
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and set(records[0]) == RECORD_KEYS
+    assert records[-1] == record and record["iteration"] == 6  # 12 images / batch 4, 2 epochs
+    assert 0 <= record["mean_iou"] <= 1 and record["images_per_s"] > 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert not list(run.glob(".*"))  # no temporary file left behind
+
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["format"] == FORMAT and state["epoch"] == 2 and state["iteration"] == 6
+    assert state["input_size"] == [64, 128] and len(state["class_names"]) == 19
+    assert state["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    for key in ("optimizer", "scheduler", "scaler", "early_stopping", "rng", "config"):
+        assert key in state
+    model, meta = load_model(run / "checkpoint_best.pt")
+    assert (
+        not model.training
+        and "optimizer" not in meta
+        and meta["model_config"]["widths"] == [8, 16, 32]
+    )
+    assert model(torch.zeros(1, 3, 64, 128)).shape == (1, 19, 64, 128)
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("device cpu") and "precision fp32" in out
+    assert "allocator" in out.splitlines()[0]
+    assert "epoch 2/2 | step 6 |" in out
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_one(scenes, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(scenes, "train.epochs=1"), run)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_config(scenes, "train.epochs=1"), run)
+    with pytest.raises(CheckpointError, match="checkpoint_last.pt"):
+        train(tiny_config(scenes), tmp_path / "empty", resume=True)
+
+
+def test_resume_is_bit_exact(scenes, tmp_path):
+    """2 epochs, then resume for 2 more == 4 epochs straight: same weights, bit for bit."""
+    common = (
+        "train.max_iterations=12",  # fixes the poly schedule's length for both runs
+        "data.rotation=5",
+        "data.color_jitter=0.2",
+        "model.dropout=0.1",
+        "train.optimizer=adamw",
+        "train.weight_decay=0.01",
+    )
+    straight = tmp_path / "straight"
+    train(tiny_config(scenes, "train.epochs=4", *common), straight)
+    resumed = tmp_path / "resumed"
+    train(tiny_config(scenes, "train.epochs=2", *common), resumed)
+    halfway = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
+    assert halfway["epoch"] == 2 and halfway["iteration"] == 6
+    train(tiny_config(scenes, "train.epochs=4", *common), resumed, resume=True)
+
+    a = torch.load(straight / "checkpoint_last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint_last.pt", weights_only=True)
+    assert (a["epoch"], a["iteration"]) == (b["epoch"], b["iteration"]) == (4, 12)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert not torch.equal(a["model"]["outc.weight"], halfway["model"]["outc.weight"])
+    for index, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg_sq"], b["optimizer"]["state"][index]["exp_avg_sq"])
+    lines = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert json.loads(lines[-1])["mean_iou"] == a["metrics"]["mean_iou"]
+
+
+def test_held_out_validation_accumulation_and_options(scenes, tmp_path, capsys):
+    record = train(
+        tiny_config(
+            scenes,
+            "train.epochs=1",
+            "data.val_split=null",
+            "data.val_fraction=0.25",
+            "train.accumulate=2",
+            "train.clip_grad_norm=1.0",
+            "train.schedule=cosine",
+            "train.warmup_iterations=1",
+            "loss.class_weights=median",
+            "loss.ohem_thresh=0.7",
+            "loss.ohem_min_kept=100",
+            "train.channels_last=false",
+            "data.crop=[48, 64]",
+            "data.workers=1",
+        ),
+        tmp_path / "run",
+    )
+    out = capsys.readouterr().out
+    assert "9 training images, 3 validation (3 held out of 'train', seed 0)" in out
+    assert "class weights (median, from 9 labels)" in out
+    assert "batch 4 = 1 process(es) x 2 x 2 accumulation" in out
+    assert record["iteration"] == 2  # 9 images -> 4 micro-batches of 2 -> 2 steps of 4
+    state = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
+    assert len(state["class_weights"]) == 19 and state["input_size"] == [48, 64]
+
+
+def test_early_stopping_stops(scenes, tmp_path, capsys):
+    record = train(
+        tiny_config(scenes, "train.epochs=20", "train.lr=1e-9", "train.early_stopping=1"),
+        tmp_path / "run",
+    )
+    assert record["epoch"] < 20
+    assert "early stopping" in capsys.readouterr().out
+
+
+def test_config_problems_found_before_training(scenes, tmp_path):
+    with pytest.raises(ConfigError, match="not divisible"):
+        train(tiny_config(scenes, "train.batch_size=6", "train.accumulate=4"), tmp_path / "a")
+    with pytest.raises(ConfigError, match="need validation"):
+        train(
+            tiny_config(
+                scenes, "data.val_split=null", "data.val_fraction=0", "train.schedule=plateau"
+            ),
+            tmp_path / "b",
+        )
+    with pytest.raises(ConfigError, match="fp16"):
+        train(tiny_config(scenes, "train.precision=fp16"), tmp_path / "c")

@@ -1,0 +1,69 @@
+"""Device and number-format choice, the one-line runtime report, and normalisation on the device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cityseg.data.loader import to_device
+from cityseg.errors import ConfigError
+from cityseg.train import precision
+
+
+def test_cpu_choices():
+    cpu = precision.choose_device("cpu")
+    assert cpu.type == "cpu"
+    assert precision.choose_precision("fp32", cpu).name == "fp32"
+    assert precision.choose_precision("bf16", cpu).name == "bf16"
+    with pytest.raises(ConfigError, match="fp16"):
+        precision.choose_precision("fp16", cpu)
+
+
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert precision.choose_precision("auto", cpu).name == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert precision.choose_precision("auto", cpu).name == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert precision.choose_precision("auto", cpu).name == "fp32"
+
+
+def test_auto_device_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert precision.choose_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match="train.device=cuda"):
+        precision.choose_device("cuda")
+
+
+def test_autocast_and_scaler():
+    bf16 = precision.choose_precision("bf16", torch.device("cpu"))
+    with bf16.autocast():
+        out = torch.nn.Conv2d(3, 4, 3)(torch.randn(1, 3, 8, 8))
+    assert out.dtype == torch.bfloat16
+    assert not bf16.grad_scaler().is_enabled()
+    fp32 = precision.choose_precision("fp32", torch.device("cpu"))
+    with fp32.autocast():
+        assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
+
+
+def test_runtime_report_is_one_line(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    line = precision.describe_runtime(precision.choose_precision("fp32", torch.device("cpu")), True)
+    assert "\n" not in line
+    assert line.startswith("device cpu") and "precision fp32" in line
+    assert "channels_last" in line and "allocator jemalloc" in line
+
+
+def test_batches_are_normalised_on_the_device_in_channels_last():
+    images = torch.full((2, 4, 5, 3), 255, dtype=torch.uint8)
+    targets = torch.zeros(2, 4, 5, dtype=torch.uint8)
+    mean = torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)
+    std = torch.tensor([0.5, 0.25, 1.0]).view(1, 3, 1, 1)
+    x, y = to_device(images, targets, torch.device("cpu"), mean, std, channels_last=True)
+    assert x.shape == (2, 3, 4, 5) and x.dtype == torch.float32 and y.dtype == torch.uint8
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(x[:, 0], torch.tensor(1.0)) and torch.allclose(x[:, 1], torch.tensor(3.0))
+    x, _ = to_device(images, targets, torch.device("cpu"), mean, std, channels_last=False)
+    assert x.is_contiguous()

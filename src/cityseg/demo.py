@@ -47,7 +47,7 @@ def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any
     from cityseg.data.synthetic import generate_dataset
     from cityseg.evaluate.evaluator import evaluate_checkpoint
     from cityseg.predict import Segmenter
-    from cityseg.predict.files import write_prediction
+    from cityseg.predict.files import predict_files
     from cityseg.train.engine import train
 
     out = Path(settings.out)
@@ -92,8 +92,7 @@ def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any
     segmenter = Segmenter.from_checkpoint(checkpoint)
     prediction_dir = out / "predictions"
     images = sorted((data_root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))
-    for image_path in images[: settings.predictions]:
-        write_prediction(segmenter, image_path, prediction_dir)
+    predict_files(segmenter, images[: settings.predictions], prediction_dir)
 
     total = time.perf_counter() - started
     summary = {

@@ -42,3 +42,32 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-init UNet (base width 8, depth 3) saved in the cityseg checkpoint format."""
+    import torch
+
+    from cityseg import labels
+    from cityseg.model import UNet
+    from cityseg.train.checkpoint import FORMAT, save_checkpoint
+
+    torch.manual_seed(0)
+    model = UNet(base_width=8, depth=3)
+    state = {
+        "format": FORMAT,
+        "model_config": model.config,
+        "model": model.state_dict(),
+        "class_names": list(labels.CLASS_NAMES),
+        "palette": labels.PALETTE.tolist(),
+        "normalization": IMAGENET_NORMALIZATION,
+        "input_size": [64, 128],
+        "config": {},
+    }
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
+    save_checkpoint(path, state)
+    return path

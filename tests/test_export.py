@@ -16,36 +16,17 @@ from cityseg import labels
 from cityseg.data.io import read_rgb
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.export import ImageToLogits, compare_with_onnxruntime, export_checkpoint
-from cityseg.model import UNet
 from cityseg.predict import OnnxSegmenter, Segmenter
-from cityseg.train.checkpoint import FORMAT, load_model, save_checkpoint
+from cityseg.train.checkpoint import load_model
 
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
 MAX_LOGIT_DIFF = 1e-3
 MIN_AGREEMENT = 0.9999
 
 
-def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A random-init UNet (base width 8, depth 3) in the checkpoint contract format."""
-    torch.manual_seed(seed)
-    model = UNet(base_width=8, depth=3)
-    state = {
-        "format": FORMAT,
-        "model_config": model.config,
-        "model": model.state_dict(),
-        "class_names": list(labels.CLASS_NAMES),
-        "palette": labels.PALETTE.tolist(),
-        "normalization": NORMALIZATION,
-        "input_size": [64, 128],
-        "config": {},
-    }
-    save_checkpoint(path, state)
-    return path
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("export") / "tiny.pt")
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

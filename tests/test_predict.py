@@ -8,13 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import cityseg.predict.segmenter as segmenter_module
 from cityseg import labels
 from cityseg.data.io import read_label_png, read_rgb
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
-from cityseg.model import UNet
 from cityseg.predict import (
     OUTPUTS,
     Segmenter,
@@ -24,33 +22,14 @@ from cityseg.predict import (
     read_photo,
 )
 from cityseg.predict.files import output_stems
-from cityseg.train.checkpoint import FORMAT, save_checkpoint
 
 OFFICIAL_LABEL_IDS = set(labels.TRAIN_ID_TO_LABEL_ID[: labels.NUM_CLASSES].tolist())
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
-def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A random-init UNet (base width 8, depth 3) in the checkpoint contract format."""
-    torch.manual_seed(seed)
-    model = UNet(base_width=8, depth=3)
-    state = {
-        "format": FORMAT,
-        "model_config": model.config,
-        "model": model.state_dict(),
-        "class_names": list(labels.CLASS_NAMES),
-        "palette": labels.PALETTE.tolist(),
-        "normalization": NORMALIZATION,
-        "input_size": [64, 128],
-        "config": {},
-    }
-    save_checkpoint(path, state)
-    return path
+NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny.pt")
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +112,9 @@ def test_from_checkpoint_names_a_missing_file(tmp_path):
 
 
 def test_a_missing_pretrained_name_lists_the_available_ones(tmp_path, monkeypatch, checkpoint):
-    assert "pairs" not in available_pretrained()  # none shipped yet: the error path
-    with pytest.raises(CheckpointError, match="pretrained model 'pairs' not found.*available"):
-        Segmenter.from_pretrained("pairs")
+    assert "no-such-model" not in available_pretrained()
+    with pytest.raises(CheckpointError, match="model 'no-such-model' not found.*available"):
+        Segmenter.from_pretrained("no-such-model")
     (tmp_path / "city.pt").write_bytes(checkpoint.read_bytes())
     (tmp_path / "demo.pt").write_bytes(b"")
     monkeypatch.setattr(segmenter_module, "_pretrained_folder", lambda: tmp_path)

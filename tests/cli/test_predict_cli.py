@@ -10,39 +10,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from cityseg import labels
 from cityseg.cli import main
 from cityseg.cli.predict import OUTPUTS as CLI_OUTPUTS
-from cityseg.model import UNet
 from cityseg.predict import OUTPUTS
-from cityseg.train.checkpoint import FORMAT, save_checkpoint
 
 OFFICIAL_LABEL_IDS = set(labels.TRAIN_ID_TO_LABEL_ID[: labels.NUM_CLASSES].tolist())
 
 
-def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A random-init UNet (base width 8, depth 3) in the checkpoint contract format."""
-    torch.manual_seed(seed)
-    model = UNet(base_width=8, depth=3)
-    state = {
-        "format": FORMAT,
-        "model_config": model.config,
-        "model": model.state_dict(),
-        "class_names": list(labels.CLASS_NAMES),
-        "palette": labels.PALETTE.tolist(),
-        "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "input_size": [64, 128],
-        "config": {},
-    }
-    save_checkpoint(path, state)
-    return path
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.pt")
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

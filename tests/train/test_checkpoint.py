@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cityseg.errors import CheckpointError
+from cityseg.labels import CLASS_NAMES
 from cityseg.model import UNet
 from cityseg.train import checkpoint as ckpt
 
@@ -18,7 +19,7 @@ def minimal_state(model: UNet) -> dict:
         "format": ckpt.FORMAT,
         "model_config": model.config,
         "model": model.state_dict(),
-        "class_names": ["a"] * model.num_classes,
+        "class_names": list(CLASS_NAMES),
         "optimizer": {"state": {}},
         "rng": ckpt.capture_rng_state(),
     }

@@ -1,0 +1,137 @@
+"""Helpers of the robustness tests: tiny datasets, `cityseg train` in a subprocess, comparisons."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "train"))
+from trainkit import write_pairs, write_scenes  # noqa: E402,F401
+
+TINY = (
+    "data.format=cityscapes",
+    "data.size=[32, 64]",
+    "data.workers=0",
+    "model.base_width=4",
+    "model.depth=2",
+    "model.dropout=0.1",
+    "train.epochs=3",
+    "train.max_iterations=12",
+    "train.batch_size=2",
+    "train.optimizer=adamw",
+    "train.device=cpu",
+    "train.precision=fp32",
+    "train.progress=false",
+    "train.deterministic=true",
+)
+"""A run of 3 epochs x 4 steps (8 training images, batch 2) with dropout and AdamW: every piece of
+state (weights, moments, schedule, random generators, sampler) matters for an exact resume."""
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `cityseg` subprocess: one thread, the system allocator, no fault."""
+    env = {k: v for k, v in os.environ.items() if k != "CITYSEG_TEST_FAULT"}
+    env.update(OMP_NUM_THREADS="1", CITYSEG_ALLOCATOR="system", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def cityseg(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -m cityseg ARGS` to the end and return its result (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cityseg", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(**env),
+    )
+
+
+class Running:
+    """`python -m cityseg ARGS` started in the background, its stderr collected as it comes."""
+
+    def __init__(self, *args: str, **env: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cityseg", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(**env),
+        )
+        self.stderr: list[str] = []
+        self.stdout: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr)),
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout)),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        """Wait until ``text`` appears in stdout or stderr (or fail after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.finish(5)
+                raise AssertionError(f"{text!r} never came; output:\n{self.output}")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the exit status (killing the process after ``timeout`` s)."""
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            status = self.process.wait()
+        for reader in self._readers:
+            reader.join()
+        return status
+
+    @property
+    def output(self) -> str:
+        return "".join(self.stdout) + "".join(self.stderr)
+
+
+def train_args(data: Path, out: Path, *overrides: str) -> list[str]:
+    return ["train", "--out", str(out), f"data.root={data}", *TINY, *overrides]
+
+
+def same_weights(a: Path, b: Path) -> None:
+    """Assert two checkpoints hold the same step and bit-identical weights and moments."""
+    first = torch.load(a, weights_only=True)
+    second = torch.load(b, weights_only=True)
+    assert (first["epoch"], first["iteration"]) == (second["epoch"], second["iteration"])
+    for name, tensor in first["model"].items():
+        assert torch.equal(tensor, second["model"][name]), name
+    for index, state in first["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, second["optimizer"]["state"][index][key]), (index, key)
+
+
+_references: dict[Path, Path] = {}
+
+
+def reference_run(data: Path, folder: Path) -> Path:
+    """The checkpoint of an uninterrupted run of ``TINY`` over ``data`` (made once per session)."""
+    if data not in _references:
+        run = folder / "reference"
+        result = cityseg(*train_args(data, run))
+        assert result.returncode == 0, result.stderr
+        _references[data] = run / "checkpoint_last.pt"
+    return _references[data]
+
+
+def partial_writes(run: Path) -> list[Path]:
+    return sorted(run.glob(".checkpoint_*.pt.*"))

@@ -47,3 +47,15 @@ def test_onnx_sliding_window_tiles_as_cityseg_does():
         assert bench_inference.tile_origins(length, tile) == tile_origins(length, tile, stride)
     expected = window_weights((48, 80), "gaussian").numpy()
     np.testing.assert_allclose(bench_inference.gaussian_window(48, 80), expected, rtol=1e-6)
+
+
+def test_score_benchmark_smoke_form_runs(cityscapes_root):
+    """bench_score.py builds its frames from the real aachen frames; 4 frames is its smoke form."""
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_score.py"), "--frames", "4", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "speed-up" in completed.stdout and "largest difference" in completed.stdout

@@ -60,6 +60,9 @@ class DataConfig:
     """Strength of brightness, contrast and saturation jitter (each factor in [1-s, 1+s])."""
     workers: int | Literal["auto"] = "auto"
     """DataLoader workers per process; "auto" = cores per process minus one, at most 8."""
+    skip_bad_samples: bool = False
+    """A training or validation sample that cannot be read stops the run with its file name;
+    true skips it instead (with a warning naming it) and counts it in the epoch summary."""
     cache: str | None = None
     """Folder made by ``cityseg data prepare ROOT --out CACHE --size HxW``: the images decoded and
     resized once (at ``size``), read instead of the PNG/JPEG files; checked against ``root``."""

@@ -12,15 +12,13 @@ import pytest
 import torch
 from robustkit import (
     Running,
-    cityseg,
+    in_process,
     partial_writes,
     reference_run,
     same_weights,
     train_args,
     write_scenes,
 )
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +35,7 @@ def kill_at(args: list[str], fault: str) -> Running:
     return run
 
 
+@pytest.mark.slow
 def test_killed_anywhere_resumes_to_the_same_weights(scenes, tmp_path_factory):
     reference = reference_run(scenes, tmp_path_factory.mktemp("runs"))
     run = tmp_path_factory.mktemp("killed") / "run"
@@ -55,19 +54,31 @@ def test_killed_anywhere_resumes_to_the_same_weights(scenes, tmp_path_factory):
     kill_at(resume, "pause:validate:1")
     kill_at(resume, "pause:step:2")
     assert torch.load(last, weights_only=True)["epoch"] == 1
-    # 5. Killed at seeded random moments after training started.
-    rng = random.Random(0)
-    for _ in range(2):
-        running = Running(*resume)
-        running.wait_for("steps/epoch")
-        time.sleep(rng.uniform(0.0, 0.4))
-        running.process.send_signal(signal.SIGKILL)
-        running.finish()
-        torch.load(last, weights_only=True)  # always a whole checkpoint
+    # 5. Killed at a seeded random moment after training started.
+    running = Running(*resume)
+    running.wait_for("steps/epoch")
+    time.sleep(random.Random(0).uniform(0.0, 0.4))
+    running.process.send_signal(signal.SIGKILL)
+    running.finish()
+    torch.load(last, weights_only=True)  # always a whole checkpoint
 
-    finished = cityseg(*resume)
-    assert finished.returncode == 0, finished.stderr
+    assert in_process(*resume) == 0
     same_weights(reference, last)
     assert not partial_writes(run)
-    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().split()]
+    epochs = [
+        json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
     assert epochs == [1, 2, 3]
+
+
+def test_leftovers_of_a_killed_process_do_not_stop_a_resume(scenes, tmp_path):
+    """A half-written metrics line and a checkpoint's temporary file, as SIGKILL leaves them."""
+    run = tmp_path / "run"
+    assert in_process(*train_args(scenes, run, "train.epochs=1")) == 0
+    with (run / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"epoch": 2, "iteration": 8, "train_lo')
+    (run / ".checkpoint_last.pt.k1ll3d").write_bytes(b"PK\x03\x04 half a zip")
+    assert in_process("train", "--resume", str(run), "train.epochs=2") == 0
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in records] == [1, 2]
+    assert not partial_writes(run)

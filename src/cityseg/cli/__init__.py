@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.run(args)
     except UserError as error:
+        status = getattr(error, "exit_status", 2)  # 130/143: stopped on a signal, after saving
         for problem in error.problems:
-            print(f"{command}: error: {problem}", file=sys.stderr)
+            print(f"{command}: {'error: ' if status == 2 else ''}{problem}", file=sys.stderr)
+        return status
+    except Exception as error:
+        if type(error).__name__ != "OutOfMemoryError":  # torch's, not imported here
+            raise
+        print(f"{command}: error: {out_of_memory_advice(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
@@ -63,3 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(result or 0)
+
+
+def out_of_memory_advice(error: Exception) -> str:
+    """One line for a ``torch.OutOfMemoryError`` that reached the command line."""
+    first = str(error).strip().splitlines()[0][:160] if str(error).strip() else "out of memory"
+    return (
+        f"out of memory ({first}); for evaluate/predict use --mode slide with a smaller --tile "
+        "and --tile-batch 1, --precision bf16, or --device cpu; for training a smaller "
+        "train.batch_size or data.crop, or train.precision=bf16"
+    )

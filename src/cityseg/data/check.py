@@ -122,7 +122,7 @@ def _check_cityscapes_files(sample: Sample, sizes: Counter) -> list[str]:
         sizes[(image.width, image.height)] += 1
         if sample.label_kind in ("trainIds", "labelIds"):
             label = _read_complete_header(sample.label_path)
-            if label.channels != 1 or label.bit_depth != 8:
+            if not (label.palette or (label.channels == 1 and label.bit_depth == 8)):
                 raise DataError(_not_a_label_map(sample.label_path, label))
             _check_same_size(sample.label_path, (label.height, label.width), sample, image)
         elif sample.label_kind == "polygons":

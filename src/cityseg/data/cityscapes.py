@@ -40,6 +40,7 @@ INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 COLOR_SUFFIX = "_gtFine_color.png"
 UNLABELLED_SPLITS = ("test",)
 _ANNOTATION_SUFFIXES = (*LABEL_SUFFIXES.values(), INSTANCE_SUFFIX, COLOR_SUFFIX)
+_FILE_SUFFIXES = (".png", ".json", ".jpg", ".jpeg")
 _IMAGE_FOLDERS = ("leftImg8bit", "leftImg8bit_trainvaltest/leftImg8bit")
 _LABEL_FOLDERS = ("gtFine", "gtFine_trainvaltest/gtFine")
 
@@ -336,6 +337,20 @@ def _visible(path: Path) -> bool:
 
 
 def _visible_files(folder: Path) -> list[Path]:
-    with os.scandir(folder) as entries:  # is_file() without a stat call per file
-        names = [e.name for e in entries if e.is_file() and not e.name.startswith(".")]
+    """The visible entries that are not plain folders: files, and also broken or looping
+    symbolic links and folders named like files, so that reading them reports them (by name)
+    instead of their frames silently going missing."""
+    with os.scandir(folder) as entries:  # is_dir() without a stat call per file
+        names = [
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and (not _is_folder(e) or e.name.endswith(_FILE_SUFFIXES))
+        ]
     return [folder / name for name in sorted(names)]
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link that loops
+        return False

@@ -9,6 +9,7 @@ for pairing checks over thousands of files without decoding any pixels.
 
 from __future__ import annotations
 
+import errno
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"
+_PNG_PALETTE_TYPE = 3
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as OpenCV decodes them
 _JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _HEAD_BYTES = 64 * 1024  # where a JPEG frame header is looked for first
@@ -93,10 +95,15 @@ def read_rgb(path: Path) -> np.ndarray:
 def read_label_png(path: Path) -> np.ndarray:
     """Decode a single-channel 8-bit label PNG (labelIds or labelTrainIds) as uint8 (H, W).
 
+    A palette PNG (how some tools save label maps, to show them in colour) gives its indices.
+
     Raises:
         DataError: unreadable file, or a colour / 16-bit image that cannot be a label map.
     """
-    label = _decode(path, cv2.IMREAD_UNCHANGED)
+    data = _read_complete(path)
+    if data.startswith(PNG_SIGNATURE) and len(data) > 25 and data[25] == _PNG_PALETTE_TYPE:
+        return _palette_indices(path, data)
+    label = _imdecode(path, data, cv2.IMREAD_UNCHANGED)
     if label.ndim == 3:
         raise DataError(
             f"{path}: a colour image ({label.shape[2]} channels) where a single-channel label map "
@@ -124,12 +131,38 @@ def write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _decode(path: Path, flags: int) -> np.ndarray:
+    return _imdecode(path, _read_complete(path), flags)
+
+
+def _read_complete(path: Path) -> bytes:
     data = _read_head(path, None)
     _check_end_marker(path, data[:8], data[-_TAIL_BYTES:])
+    return data
+
+
+def _imdecode(path: Path, data: bytes, flags: int) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    if image is None:
+    if image is None or image.size == 0:
         raise DataError(f"{path}: cannot be decoded as an image (corrupt file); {_REPLACE}")
     return image
+
+
+def _palette_indices(path: Path, data: bytes) -> np.ndarray:
+    """The indices of a palette PNG (OpenCV would expand them to colours)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            indices = np.asarray(image)
+    except (OSError, ValueError, SyntaxError):  # what Pillow raises for damaged files
+        indices = None
+    if indices is None or indices.ndim != 2:
+        raise DataError(f"{path}: cannot be decoded as an image (corrupt file); {_REPLACE}")
+    if indices.size == 0:
+        raise DataError(f"{path}: an image of 0 pixels; {_REPLACE}")
+    return np.ascontiguousarray(indices, dtype=np.uint8)
 
 
 def _read_head(path: Path, size: int | None) -> bytes:
@@ -148,7 +181,11 @@ def _read_head(path: Path, size: int | None) -> bytes:
 
 
 def _unreadable(path: Path, error: OSError) -> str:
-    return f"{path}: cannot be read ({error.strerror}); check its permissions"
+    if error.errno == errno.ELOOP:
+        return f"{path}: a symbolic link that loops ({error.strerror}); fix or remove it"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{path}: cannot be read ({error.strerror}); check its permissions"
+    return f"{path}: cannot be read ({error.strerror or error}); check the file and its disk"
 
 
 def _check_end_marker(path: Path, head: bytes, tail: bytes) -> None:

@@ -9,11 +9,16 @@
 * Augmentation: each sample draws from its own generator seeded by (seed, epoch, index): the
   same images whatever the number of workers.
 * Batches are uint8: images (N, H, W, 3), targets (N, H, W); ``to_device`` normalises them.
+* A sample that cannot be read becomes a :class:`BadSample` in the worker and the batch a
+  :class:`BadBatch`, so that its one-line problem reaches the training loop intact (an exception
+  raised in a DataLoader worker comes back wrapped in a traceback).
+* The training sampler can start an epoch part-way (``skip``), for a run resumed mid-epoch.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from cityseg.config import DataConfig
 from cityseg.data.transforms import EvalTransform, TrainTransform
-from cityseg.errors import DataError
+from cityseg.errors import DataError, UserError
 
 
 @dataclass
@@ -64,8 +69,11 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, target = self.dataset[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
+        try:
+            image, target = self.dataset[index]
+        except UserError as error:
+            return BadSample(index, error.problems)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, target = self.transform(image, target, rng)
         return torch.from_numpy(image), torch.from_numpy(target)
@@ -80,9 +88,52 @@ class ResizedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, target = self.transform(*self.dataset[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
+        try:
+            image, target = self.transform(*self.dataset[index])
+        except UserError as error:
+            return BadSample(index, error.problems)
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target)
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """An item that could not be read: its index and the one-line problems naming its files."""
+
+    index: int
+    problems: list[str]
+
+
+@dataclass
+class BadBatch:
+    """A batch holding unreadable samples: their problems, and the others collated (or None)."""
+
+    problems: list[str]
+    skipped: int
+    batch: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def collate_reporting(items: list) -> tuple[torch.Tensor, torch.Tensor] | BadBatch:
+    """``default_collate``, or a :class:`BadBatch` when some items are :class:`BadSample`."""
+    bad = [item for item in items if isinstance(item, BadSample)]
+    if not bad:
+        return default_collate(items)
+    good = [item for item in items if not isinstance(item, BadSample)]
+    problems = [problem for item in bad for problem in item.problems]
+    return BadBatch(problems, len(bad), default_collate(good) if good else None)
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` whose next epoch can start after its first ``skip`` indices."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())[self.skip :]
+        self.skip = 0
+        return iter(indices)
 
 
 class ShardSampler(Sampler[int]):
@@ -204,13 +255,16 @@ def build_loaders(
         color_jitter=config.color_jitter,
     )
     common = worker_options(resolve_workers(config.workers, world_size), pin_memory)
+    if common["num_workers"]:
+        common["worker_init_fn"] = ignore_stop_signals
     train_set = AugmentedDataset(splits.train, transform, seed)
     if len(train_set) < batch_size * world_size:
         raise DataError(
             f"{config.root}: {len(train_set)} training images, fewer than one batch of "
             f"{batch_size * world_size}; lower train.batch_size or use more images"
         )
-    sampler = DistributedSampler(train_set, world_size, rank, shuffle=True, seed=seed)
+    sampler = ResumableSampler(train_set, world_size, rank, shuffle=True, seed=seed)
+    common["collate_fn"] = collate_reporting
     train = DataLoader(train_set, batch_size, sampler=sampler, drop_last=True, **common)
     if splits.val is None:
         return train, None
@@ -220,6 +274,14 @@ def build_loaders(
         val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common
     )
     return train, val
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the training process, which finishes
+    its step and saves (a terminal or a scheduler signals every process of the job; a worker
+    that quit on them would break the step being finished)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

@@ -163,7 +163,7 @@ def scan_pairs(root: Path, split: str) -> tuple[list[Sample], list[str]]:
         hint = "; make a validation split from train (indices=...)" if split == "val" else ""
         return [], [f"{split_dir}: split '{split}' not found; available splits: {available}{hint}"]
     files = sorted((p for p in split_dir.iterdir() if not p.name.startswith(".")), key=_pair_order)
-    pairs = [p for p in files if p.suffix.lower() in PAIR_SUFFIXES and p.is_file()]
+    pairs = [p for p in files if p.suffix.lower() in PAIR_SUFFIXES]  # unreadable ones: named
     problems = [
         f"{p}: not a .jpg pairs image; convert or remove it (pairs are <n>.jpg)"
         for p in files

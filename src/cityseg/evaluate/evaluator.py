@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from cityseg import labels
 from cityseg.data.sample import Sample
-from cityseg.errors import CheckpointError, ConfigError, DataError
+from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
 from cityseg.evaluate import metrics as metric_functions
 from cityseg.evaluate.confusion import ConfusionMatrix
 from cityseg.evaluate.inference import TTA_SCALES, Predictor
@@ -67,9 +67,19 @@ class _Frames:
         return self.count
 
     def __getitem__(self, index: int):
-        image, target = self.dataset[index]
-        truth = official_ground_truth(self.dataset.samples[index]) if self.official else None
+        try:
+            image, target = self.dataset[index]
+            truth = official_ground_truth(self.dataset.samples[index]) if self.official else None
+        except UserError as error:  # returned, not raised: a worker would wrap it in a traceback
+            return _Unreadable(error.problems)
         return index, image, target, truth
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A frame whose files cannot be read: the one-line problems that name them."""
+
+    problems: list[str]
 
 
 def official_label_ids_path(sample: Sample) -> Path | None:
@@ -154,9 +164,10 @@ def evaluate_dataset(
     result = Evaluation(np.zeros((num_classes, num_classes), np.int64))
     result.official = OfficialCounts() if official else None
     start = time.perf_counter()
-    for index, image, target, truth in tqdm(
-        loader, total=count, desc="evaluate", unit="image", disable=not progress
-    ):
+    for item in tqdm(loader, total=count, desc="evaluate", unit="image", disable=not progress):
+        if isinstance(item, _Unreadable):
+            raise DataError(*item.problems)
+        index, image, target, truth = item
         sample = dataset.samples[index]
         if target is None:
             raise DataError(f"{sample.image_path}: no label to score against; use a labelled split")
@@ -267,6 +278,10 @@ def evaluate_checkpoint(
     dataset = open_dataset(data_root, split, format=data_format, max_images=max_images)
     if not getattr(dataset, "has_labels", True):
         raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
+    if out_dir is not None:
+        from cityseg.predict.files import prepare_output_folder
+
+        prepare_output_folder(Path(out_dir))  # before the work, not after it
     class_names = list(predictor.meta.get("class_names") or labels.CLASS_NAMES)
     official = tuple(class_names) == labels.CLASS_NAMES and can_score_officially(dataset.samples)
     result = evaluate_dataset(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -138,6 +139,7 @@ class Predictor:
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.min_size = int(getattr(model, "min_size", 1))
         self.meta: dict = {}  # the checkpoint's metadata, set by from_checkpoint
+        self.fell_back = False  # whole mode ran out of memory: sliding windows instead
         self.tile = self.options.tile or training_size or (512, 1024)
         self.stride = self.options.stride or tuple(max(1, (2 * t) // 3) for t in self.tile)
         if self.options.mode == "slide":
@@ -167,8 +169,10 @@ class Predictor:
     def settings(self) -> dict:
         """The inference options in effect, tile and stride resolved, as a JSON-ready dict."""
         settings = asdict(self.options) | {"precision": self.precision}
-        if self.options.mode == "slide":
+        if self.options.mode == "slide" or self.fell_back:
             settings |= {"tile": self.tile, "stride": self.stride}
+        if self.fell_back:
+            settings["out_of_memory_fallback"] = "slide"
         return json.loads(json.dumps(settings))
 
     @torch.no_grad()
@@ -225,11 +229,33 @@ class Predictor:
         if options.mode == "whole":
             base = options.resize or _scaled(x.shape[-2:], options.scale)
             x = resize_image(x, self._at_least_min(_scaled(base, scale)))
-            logits = resize_map(self._logits(x), output_size)
-            return logits.softmax(dim=1)
+            if not self.fell_back:
+                try:
+                    logits = resize_map(self._logits(x), output_size)
+                    return logits.softmax(dim=1)
+                except torch.OutOfMemoryError:
+                    self._fall_back_to_slide(x.shape[-2:])
+            return self._slide_all(x, output_size)
         x = resize_image(x, self._at_least_min(_scaled(x.shape[-2:], scale)))
+        return self._slide_all(x, output_size)
+
+    def _slide_all(self, x: torch.Tensor, output_size: Size) -> torch.Tensor:
         probs = [self._slide(image[None]) for image in x]
         return torch.cat([resize_map(p, output_size) for p in probs])
+
+    def _fall_back_to_slide(self, size: Sequence[int]) -> None:
+        """After running out of memory on a whole image: slide windows from now on."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        _check_tiling(self.tile, self.stride, self.min_size)
+        self.fell_back = True
+        print(
+            f"out of {self.device.type} memory on a whole {size[0]}x{size[1]} image: falling back "
+            f"to sliding-window inference (tiles of {self.tile[0]}x{self.tile[1]}) for this and "
+            "the following images (--mode slide --tile HxW chooses it from the start)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _slide(self, x: torch.Tensor) -> torch.Tensor:
         tile = (min(self.tile[0], x.shape[-2]), min(self.tile[1], x.shape[-1]))

@@ -90,7 +90,7 @@ def collect_inputs(patterns: Sequence[str | Path], exclude: Path | None = None) 
             if not matches:
                 problems.append(f"{text}: no PNG or JPEG image found there; check the path")
         for match in matches:
-            found.setdefault(match.resolve(), match)
+            found.setdefault(_resolved(match), match)
     if problems:
         raise UserError(*problems)
     if not found:
@@ -99,11 +99,20 @@ def collect_inputs(patterns: Sequence[str | Path], exclude: Path | None = None) 
 
 
 def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    """A PNG or JPEG name that is not a folder (a link that loops or points nowhere is kept,
+    so that reading it names it, instead of it being silently left out)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link that loops
+        return path.absolute()
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+    return folder is not None and _resolved(path).is_relative_to(_resolved(folder))
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
@@ -176,6 +185,7 @@ def predict_files(
     if unknown:
         raise ConfigError(f"unknown outputs {unknown}; choose among {list(OUTPUTS)}")
     stems = output_stems(paths)
+    prepare_output_folder(Path(out_dir))
     written: list[Path] = []
     failed: list[str] = []
     failed_files = 0
@@ -188,11 +198,30 @@ def predict_files(
             failed.extend(error.problems)
             failed_files += 1
             continue
-        written += write_prediction(
-            Path(out_dir), stem, photo, segmenter.predict(photo), outputs, alpha
-        )
+        train_ids = segmenter.predict(photo)
+        try:
+            written += write_prediction(Path(out_dir), stem, photo, train_ids, outputs, alpha)
+        except OSError as error:
+            raise UserError(
+                f"{out_dir}: cannot write {stem}_*.png ({error.strerror or error}); free some "
+                f"space or choose another --out ({len(written)} files were written)"
+            ) from None
     if failed:
         done = len(paths) - failed_files
         summary = f"the other {done} of {len(paths)} images were written to {out_dir}"
         raise DataError(*failed, summary if done else "no image could be segmented")
     return written
+
+
+def prepare_output_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents), or raise UserError saying why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".cityseg-write-test", "wb"):
+            pass
+        (folder / ".cityseg-write-test").unlink()
+    except OSError as error:
+        raise UserError(
+            f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
+            "choose another --out"
+        ) from None

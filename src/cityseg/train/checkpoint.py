@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from cityseg.errors import CheckpointError
+from cityseg.train import compat, faults
 
 FORMAT = "cityseg-checkpoint-v1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,11 +57,21 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp made it private (0600)
+        faults.reached("save")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (a killed process);
+    return them. The checkpoints themselves are never partial: they appear only by renaming."""
+    partial = sorted(Path(folder).glob(".checkpoint_*.pt.*"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def _current_umask() -> int:
@@ -95,10 +106,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "unreadable"
+        unsafe = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if unsafe is not None:
+            raise CheckpointError(
+                f"{path}: refused: it holds Python objects other than tensors and plain data "
+                f"({unsafe.strip()[:120]}), which could run code when loaded; use a "
+                "checkpoint_*.pt written by `cityseg train`"
+            ) from None
         raise CheckpointError(
-            f"{path}: not a readable cityseg checkpoint ({reason}); use a checkpoint_*.pt file "
-            "written by `cityseg train`"
+            f"{path}: not a readable cityseg checkpoint ({_last_line(error)}); use a "
+            "checkpoint_*.pt file written by `cityseg train`"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -107,6 +124,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             "use a checkpoint_*.pt file written by `cityseg train`"
         )
     return state
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    boilerplate = ("Weights only", "Check the", "Please")
+    useful = [line for line in lines if not line.startswith(boilerplate)]
+    return (useful or lines or ["unreadable"])[0][:120]
 
 
 def load_model(
@@ -119,13 +143,17 @@ def load_model(
     state = load_checkpoint(path, device)
     try:
         model = UNet.from_config(state["model_config"])
+        problems = compat.state_dict_problems(model, state["model"])
+        if problems:
+            raise ValueError("; ".join(problems))
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0][:200]
+        reason = str(error).strip().splitlines()[0][:300]
         raise CheckpointError(
             f"{path}: the weights do not fit the stored model configuration ({reason}); "
             "the file is damaged or from another version"
         ) from None
+    compat.check_class_names(Path(path), state.get("class_names"), model.config["num_classes"])
     meta = {key: value for key, value in state.items() if key not in ("model", *TRAINING_KEYS)}
     return model.to(device).eval(), meta
 
@@ -167,3 +195,29 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+INFERENCE_KEYS = ("format", "model_config", "class_names", "palette", "normalization", "input_size")
+
+
+def slim_checkpoint(
+    source: str | Path,
+    destination: str | Path,
+    dtype: torch.dtype = torch.float16,
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write an inference-only copy of a checkpoint: the floating-point weights in ``dtype``
+    (``load_model`` upcasts them to float32), no optimiser, schedule or random states.
+
+    Keeps ``INFERENCE_KEYS``, the training ``config``, ``epoch``/``iteration`` and ``training``,
+    a summary such as the validation scores. Returns the written dict."""
+    state = load_checkpoint(source)
+    weights = {
+        name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in state["model"].items()
+    }
+    slim = {key: state[key] for key in INFERENCE_KEYS if key in state}
+    slim |= {"model": weights, "config": state.get("config"), "training": dict(training or {})}
+    slim |= {key: state[key] for key in ("epoch", "iteration") if key in state}
+    save_checkpoint(destination, slim)
+    return slim

@@ -3,6 +3,10 @@
 ``torchrun --nproc_per_node N -m cityseg train ...`` sets ``RANK``, ``LOCAL_RANK`` and
 ``WORLD_SIZE``; without them everything here degrades to a single process and does nothing.
 NCCL is used on CUDA, gloo on the CPU (the same code path, which is what the tests run).
+
+When one process fails, torchrun stops the others; a process that waits in a collective for a
+peer that stopped answering gives up after ``CITYSEG_DIST_TIMEOUT`` seconds (default 600, where
+torch's own is 30 minutes) instead of hanging.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -44,7 +49,8 @@ def setup_distributed() -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        timeout = timedelta(seconds=float(os.environ.get("CITYSEG_DIST_TIMEOUT", "600")))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
 
 

@@ -6,6 +6,11 @@ processes), writes one record to ``metrics.jsonl``/TensorBoard/``curves.png``, t
 holds every piece of state the next epoch depends on (weights, optimiser, schedule, scaler, early
 stopping, counters, random generators), so a resumed run continues as if never stopped.
 
+When things go wrong: Ctrl-C or SIGTERM finish the current step and save a checkpoint of the
+middle of the epoch (with the sampler position, so resuming is still exact); a NaN or infinite
+loss, running out of memory or of disk stop the run with one line saying what to change, the last
+good checkpoint kept; a checkpoint never exists half-written (see :mod:`cityseg.train.guard`).
+
 Example:
     >>> from cityseg.config import load_config
     >>> from cityseg.train.engine import train
@@ -16,6 +21,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,20 +31,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cityseg.config import Config, save_config
-from cityseg.data.loader import build_loaders, open_splits, set_epoch, to_device
-from cityseg.errors import CheckpointError, ConfigError
+from cityseg.config import Config, config_to_dict, save_config
+from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch, to_device
+from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.labels import IGNORE_INDEX
 from cityseg.train import checkpoint as ckpt
+from cityseg.train import compat, faults, guard
 from cityseg.train.distributed import (
     DistInfo,
     all_reduce_sum,
+    barrier,
     cleanup_distributed,
     print_main,
     setup_distributed,
     wrap_model,
 )
 from cityseg.train.history import RunHistory, format_summary
+from cityseg.train.interrupt import StopSignals, TrainingInterrupted
 from cityseg.train.precision import (
     choose_device,
     choose_precision,
@@ -58,10 +69,20 @@ LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue training) into ``run_dir``; return the last record."""
     info = setup_distributed()
+    faults.reset()
     try:
-        return Trainer(config, Path(run_dir), info, resume).fit()
+        with StopSignals(announce=info.is_main) as signals:
+            return Trainer(config, Path(run_dir), info, resume).fit(signals)
+    except RuntimeError as error:
+        if info.enabled and guard.is_peer_failure(error):
+            raise guard.peer_failed(error, info.rank, Path(run_dir)) from None
+        raise
     finally:
         cleanup_distributed()
+
+
+class _StopNow(Exception):
+    """Raised inside validation to unwind to ``fit`` when a stop was requested."""
 
 
 class Trainer:
@@ -77,6 +98,12 @@ class Trainer:
     def __init__(self, config: Config, run_dir: Path, info: DistInfo, resume: bool) -> None:
         self.config, self.run_dir, self.info = config, run_dir, info
         cfg = config.train
+        self.skipped = 0  # unreadable samples skipped this epoch (data.skip_bad_samples)
+        self.progress: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
+        self.signals: StopSignals | None = None
+        self.saved_at: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
+        if info.is_main:
+            guard.check_writable(run_dir)
         resume_state = self._prepare_run_dir(resume)
         seed_everything(cfg.seed + info.rank)
         self.device = choose_device(cfg.device, info.local_rank)
@@ -123,13 +150,26 @@ class Trainer:
         if resume_state is not None:
             self._load_state(resume_state)
         if info.is_main:  # only now that every part of the configuration has been accepted
+            checkpoint_size = guard.checkpoint_bytes(self.model, self.optimizer)
+            guard.check_free_space(run_dir, guard.CHECKPOINT_COPIES * checkpoint_size)
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
+            temporary = run_dir / ".config.yaml.tmp"
+            save_config(config, temporary)
+            os.replace(temporary, run_dir / "config.yaml")
         self.history = RunHistory(run_dir, info.is_main, self.epoch, self.iteration)
 
     def _prepare_run_dir(self, resume: bool) -> dict[str, Any] | None:
         last = self.run_dir / LAST
-        if resume:
+        if self.info.is_main and self.run_dir.is_dir():
+            ckpt.remove_partial_writes(self.run_dir)  # left by a process killed while saving
+        if resume and not last.is_file() and (self.run_dir / "config.yaml").is_file():
+            print_main(
+                self.info,
+                f"{self.run_dir}: no checkpoint yet (the run stopped before its first save); "
+                "starting it from the beginning",
+            )
+            state = None
+        elif resume:
             if not last.is_file():
                 raise CheckpointError(
                     f"{last}: not found; --resume needs a run folder with a "
@@ -146,18 +186,51 @@ class Trainer:
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        compat.check_resumable(
+            self.run_dir / LAST,
+            state,
+            self.model,
+            config_to_dict(self.config)["model"],
+            checkpoint_header(self.config)["class_names"],
+        )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.stopper.load_state_dict(state["early_stopping"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.saved_at = (self.epoch, self.iteration)
         ckpt.restore_rng_state(state["rng"])
         if self.info.rank:  # the checkpoint holds rank 0's generators: derive the others' own
             seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
+        self.progress = state.get("epoch_progress")
+        if self.progress is not None and self.progress["world_size"] != self.info.world_size:
+            self.progress = None  # the shards differ: redo the interrupted epoch from its start
+            print_main(self.info, "the number of processes changed: redoing the interrupted epoch")
 
-    def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs; return the last epoch's record."""
+    def fit(self, signals: StopSignals | None = None) -> dict[str, Any]:
+        """Run the remaining epochs; return the last epoch's record.
+
+        ``signals`` (active while ``fit`` runs) asks for a checkpoint and a stop after the current
+        step when SIGINT or SIGTERM arrives.
+        """
+        self.signals = signals
+        try:
+            return self._fit()
+        except torch.OutOfMemoryError:
+            cfg = self.config
+            raise guard.out_of_memory(
+                self.batch_per_step,
+                cfg.data.crop or cfg.data.size,
+                self.precision.name,
+                self.device.type.upper() if self.device.type == "cuda" else self.device.type,
+            ) from None
+        except _StopNow:
+            self._save_interrupted()
+        finally:
+            self.history.close()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, info = self.config.train, self.info
         print_main(info, describe_runtime(self.precision, cfg.channels_last, info.world_size))
         print_main(info, self.splits.description)
@@ -173,12 +246,15 @@ class Trainer:
             )
         while self.epoch < cfg.epochs and self.iteration < self.total_steps:
             started = time.perf_counter()
+            self.skipped = 0
             set_epoch(self.train_loader, self.epoch)
             train_loss, images_per_s = self.train_one_epoch()
             final = self.epoch + 1 >= cfg.epochs or self.iteration >= self.total_steps
             scores = {}
             if self.val_loader is not None and ((self.epoch + 1) % cfg.val_every == 0 or final):
+                self.progress = self._epoch_progress(validating=True)
                 scores = self.validate()
+            self.progress = None
             self.epoch += 1
             record = {
                 "epoch": self.epoch,
@@ -193,14 +269,14 @@ class Trainer:
             }
             improved, stop = self._observe(record["mean_iou"])
             self.history.append(record)
-            print_main(info, format_summary(record, cfg.epochs, improved))
+            skipped = f" | skipped {self.skipped} unreadable samples" if self.skipped else ""
+            print_main(info, format_summary(record, cfg.epochs, improved) + skipped)
             self._save(record, improved)
             if stop:
                 print_main(
                     info, f"early stopping: no better mIoU in {cfg.early_stopping} validations"
                 )
                 break
-        self.history.close()
         return record
 
     def _observe(self, mean_iou: float | None) -> tuple[bool, bool]:
@@ -227,20 +303,40 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
-        started, seen = time.perf_counter(), 0
+        self.loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        started, seen, self.batches_done = time.perf_counter(), 0, 0
+        if self.progress is not None:  # resuming in the middle of this epoch
+            self.batches_done = self.progress["batches"]
+            self.train_loader.sampler.skip = self.batches_done * self.batch_per_step
+            if self.info.is_main:  # (the saved sum is rank 0's; the others' partial sums are lost)
+                self.loss_sum += self.progress["loss_sum"].to(self.device)
+            bar.update(self.batches_done // cfg.accumulate)
+        batches = iter(self.train_loader)  # draws the workers' seed from the generator
+        if self.progress is not None:
+            ckpt.restore_rng_state(self.progress["rng"])
+            if self.info.rank:  # rank 0's generators were saved: derive this rank's own
+                seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
+            self.progress = None
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        for micro, (images, targets) in enumerate(self.train_loader):
+        for micro, batch in enumerate(batches, start=self.batches_done):
             if micro >= micro_steps or self.iteration >= self.total_steps:
                 break
+            batch = self._usable(batch)
+            if batch is None:
+                continue
+            images, targets = batch
             lr = self.schedule.set_step(self.iteration)
             step_now = (micro + 1) % cfg.accumulate == 0
             loss = self._forward_backward(images, targets, step_now)
-            loss_sum[0] += loss.detach()
-            loss_sum[1] += 1
+            nonfinite |= ~torch.isfinite(loss.detach())
+            self.loss_sum[0] += loss.detach()
+            self.loss_sum[1] += 1
             seen += images.shape[0] * self.info.world_size
             if step_now:
+                stop = self._check_step(nonfinite, loss, lr)
                 self._optimizer_step()
+                self.batches_done = micro + 1
                 bar.update(1)
                 if show:
                     rate = seen / (time.perf_counter() - started)
@@ -248,10 +344,57 @@ class Trainer:
                 if self.iteration % cfg.log_every == 0:
                     self.history.scalar("train/loss", loss.item(), self.iteration)
                     self.history.scalar("train/lr", lr, self.iteration)
+                faults.reached("step")
+                if stop:
+                    raise _StopNow
+        self.batches_done = micro_steps
         bar.close()
-        images_per_s = seen / (time.perf_counter() - started)
-        loss_sum = all_reduce_sum(loss_sum, self.info)
+        images_per_s = seen / max(time.perf_counter() - started, 1e-9)
+        loss_sum = all_reduce_sum(self.loss_sum.clone(), self.info)
         return (loss_sum[0] / loss_sum[1].clamp(min=1)).item(), images_per_s
+
+    def _usable(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The readable part of a batch; a DataError naming the unreadable files, unless
+        ``data.skip_bad_samples`` (then they are reported, counted and left out)."""
+        if not isinstance(batch, BadBatch):
+            return batch
+        if not self.config.data.skip_bad_samples:
+            raise DataError(
+                *batch.problems,
+                "(or set data.skip_bad_samples=true to skip unreadable samples)",
+            )
+        self.skipped += batch.skipped
+        for problem in batch.problems:
+            print(f"warning: skipped: {problem}", file=sys.stderr, flush=True)
+        return batch.batch
+
+    def _check_step(self, nonfinite: torch.Tensor, loss: torch.Tensor, lr: float) -> bool:
+        """Before an optimiser step: raise if a loss of the step was not finite on any process;
+        return whether a stop was requested (one synchronisation for both)."""
+        requested = self.signals is not None and self.signals.requested
+        flags = torch.stack([nonfinite.float(), torch.tensor(float(requested), device=self.device)])
+        flags = all_reduce_sum(flags, self.info).tolist()
+        nonfinite.zero_()
+        if flags[0]:
+            raise guard.diverged(
+                loss.item(),
+                self.iteration + 1,
+                self.epoch + 1,
+                lr,
+                self.precision.name,
+                self._last_checkpoint_note(),
+            )
+        return bool(flags[1])
+
+    def _epoch_progress(self, validating: bool = False) -> dict[str, Any]:
+        """Where the current epoch is: batches consumed, their loss sum, the random state."""
+        return {
+            "batches": self.batches_done,
+            "loss_sum": self.loss_sum.detach().cpu(),
+            "rng": ckpt.capture_rng_state(),
+            "world_size": self.info.world_size,
+            "validating": validating,
+        }
 
     def _forward_backward(self, images, targets, step_now: bool) -> torch.Tensor:
         images, targets = to_device(
@@ -260,8 +403,12 @@ class Trainer:
         no_sync = self.info.enabled and not step_now
         with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
             with self.precision.autocast():
+                if faults.reached("forward") == "oom":
+                    raise torch.OutOfMemoryError("out of memory (CITYSEG_TEST_FAULT)")
                 logits = self.train_model(images)
             loss = self.criterion(logits, targets)
+            if faults.reached("loss") == "nan":
+                loss = loss * float("nan")
             self.scaler.scale(loss / self.config.train.accumulate).backward()
         return loss
 
@@ -285,7 +432,14 @@ class Trainer:
         num_classes = self.config.model.num_classes
         confusion = ConfusionMatrix(num_classes, device=self.device)
         loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for images, targets in self.val_loader:
+        for batch in self.val_loader:
+            faults.reached("validate")
+            if not self.info.enabled and self.signals is not None and self.signals.requested:
+                raise _StopNow  # (several processes stop at their next training step instead)
+            batch = self._usable(batch)
+            if batch is None:
+                continue
+            images, targets = batch
             images, targets = to_device(
                 images,
                 targets,
@@ -315,10 +469,8 @@ class Trainer:
             self._mean_std = (mean, std)
         return self._mean_std
 
-    def _save(self, record: dict[str, Any], improved: bool) -> None:
-        if not self.info.is_main:
-            return
-        state = {
+    def _state(self, record: dict[str, Any] | None) -> dict[str, Any]:
+        return {
             **checkpoint_header(self.config),
             "model_config": self.model.config,
             "model": self.model.state_dict(),
@@ -334,9 +486,41 @@ class Trainer:
             "world_size": self.info.world_size,
             "rng": ckpt.capture_rng_state(),
         }
-        ckpt.save_checkpoint(self.run_dir / LAST, state)
-        if improved:
-            ckpt.save_checkpoint(self.run_dir / BEST, state)
+
+    def _save(self, record: dict[str, Any], improved: bool, **extra: Any) -> None:
+        if not self.info.is_main:
+            return
+        state = self._state(record) | extra
+        for name in (LAST, BEST) if improved else (LAST,):
+            try:
+                ckpt.save_checkpoint(self.run_dir / name, state)
+            except OSError as error:
+                note = self._last_checkpoint_note()
+                raise guard.save_failed(self.run_dir / name, error, note, self.run_dir) from None
+            self.saved_at = (self.epoch, self.iteration)
+
+    def _save_interrupted(self) -> None:
+        """Save the middle of the epoch (after the last whole step) and stop."""
+        progress = self.progress or self._epoch_progress()
+        record = self.history.records[-1] if self.history.records else None
+        self._save(record, False, epoch_progress=progress, rng=progress["rng"])
+        barrier(self.info)  # no process exits (and gets the job torn down) before the save
+        signum = self.signals.signum if self.signals and self.signals.signum else signal.SIGINT
+        where = "validation" if progress["validating"] else f"step {self.iteration}"
+        raise TrainingInterrupted(
+            signum,
+            f"stopped by {signal.Signals(signum).name} in epoch {self.epoch + 1} at {where}; "
+            f"saved {self.run_dir / LAST}; continue with: cityseg train --resume {self.run_dir}",
+        )
+
+    def _last_checkpoint_note(self) -> str:
+        if self.saved_at is None:
+            return f"no checkpoint was saved yet in {self.run_dir}"
+        epoch, iteration = self.saved_at
+        return (
+            f"the last good checkpoint, {self.run_dir / LAST} (epoch {epoch}, step {iteration}), "
+            "is kept"
+        )
 
     def _plan_line(self) -> str:
         cfg = self.config.train

@@ -40,7 +40,7 @@ class RunHistory:
             return
         if self.path.is_file():
             lines = self.path.read_text().splitlines()
-            self.records = [json.loads(line) for line in lines if line.strip()]
+            self.records = [record for record in map(_parse, lines) if record is not None]
             self.records = [r for r in self.records if r["epoch"] <= resume_epoch]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         from torch.utils.tensorboard import SummaryWriter
@@ -69,6 +69,15 @@ class RunHistory:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """A record, or None for an empty line or one cut short (a process killed while writing)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "epoch" in record else None
 
 
 def _is_number(value: Any) -> bool:

@@ -4,6 +4,7 @@ the description every checkpoint starts with."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cityseg.config import Config, ModelConfig, config_to_dict
-from cityseg.data.loader import ShardSampler, resolve_workers, worker_options
-from cityseg.errors import ConfigError
+from cityseg.data.loader import BadSample, ShardSampler, resolve_workers, worker_options
+from cityseg.errors import ConfigError, DataError, UserError
 from cityseg.labels import CLASS_NAMES, PALETTE
 from cityseg.train.checkpoint import FORMAT, IMAGENET_MEAN, IMAGENET_STD
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
@@ -85,8 +86,32 @@ def build_criterion(
     return criterion, weights
 
 
-def _target_of(item: tuple) -> Any:
-    return item[1]
+class _Targets(Dataset):
+    """The targets of a dataset; an unreadable item becomes a BadSample (see ``data.loader``)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index][1]
+        except UserError as error:
+            return BadSample(index, error.problems)
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _readable_targets(loader: DataLoader, skip_bad: bool) -> Iterator[Any]:
+    for target in loader:
+        if not isinstance(target, BadSample):
+            yield target
+        elif not skip_bad:
+            raise DataError(*target.problems)
 
 
 def compute_class_weights(
@@ -100,13 +125,14 @@ def compute_class_weights(
     """Class weights by ``method`` from the labels of ``train_set``, counted in parallel over the
     processes of the job (each counts its share) and the DataLoader workers."""
     loader = DataLoader(
-        train_set,
+        _Targets(train_set),
         batch_size=None,
         sampler=ShardSampler(len(train_set), info.rank, info.world_size),
-        collate_fn=_target_of,
+        collate_fn=_identity,
         **worker_options(resolve_workers(config.data.workers, info.world_size)),
     )
-    pixels, image_pixels = count_class_pixels(iter(loader), num_classes)
+    targets = _readable_targets(loader, config.data.skip_bad_samples)
+    pixels, image_pixels = count_class_pixels(targets, num_classes)
     counts = torch.tensor([pixels.tolist(), image_pixels.tolist()], dtype=torch.int64)
     counts = all_reduce_sum(counts.to(device), info).cpu().numpy()  # NCCL reduces on the GPU
     return class_weights_from_counts(counts[0], counts[1], method)

@@ -1,0 +1,55 @@
+"""Fault injection for the robustness tests: one environment variable, read here and nowhere else.
+
+``CITYSEG_TEST_FAULT`` holds comma-separated ``action:point[:n]`` entries; each fires the ``n``-th
+time (default: the first) this process reaches ``point``:
+
+* ``pause:<point>``: print ``CITYSEG_TEST_FAULT paused at <point>`` on stderr and wait for a
+  signal, so that a test can kill or interrupt the process exactly there. Points: ``save`` (a
+  checkpoint is written to its temporary file but not yet renamed), ``step`` (after an optimiser
+  step), ``validate`` (before a validation batch).
+* ``nan:loss``: the loss of that training micro-step becomes NaN.
+* ``oom:forward``: that training forward pass raises ``torch.OutOfMemoryError``.
+
+It is for tests only: unset, every call here returns at once and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections import Counter
+
+VARIABLE = "CITYSEG_TEST_FAULT"
+_reached: Counter = Counter()
+
+
+def reset() -> None:
+    """Forget the arrivals counted so far (a new run in the same process starts from zero)."""
+    _reached.clear()
+
+
+def _entries() -> list[tuple[str, str, int]]:
+    entries = []
+    for entry in filter(None, os.environ.get(VARIABLE, "").split(",")):
+        action, _, rest = entry.strip().partition(":")
+        point, _, count = rest.partition(":")
+        entries.append((action, point, int(count or 1)))
+    return entries
+
+
+def reached(point: str) -> str | None:
+    """Count one more arrival at ``point``; the action due now ("nan", "oom"), else None.
+
+    A ``pause`` due here sleeps (for a test to kill the process) instead of returning.
+    """
+    if VARIABLE not in os.environ:
+        return None
+    _reached[point] += 1
+    for action, fault_point, count in _entries():
+        if fault_point == point and count == _reached[point]:
+            if action == "pause":
+                print(f"{VARIABLE} paused at {point}", file=sys.stderr, flush=True)
+                signal.pause()  # until a signal arrives (and its handler has run)
+            return action
+    return None

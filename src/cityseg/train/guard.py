@@ -1,0 +1,139 @@
+"""What can go wrong around a training run, found early or reported in one line with the fix:
+an output folder that cannot be written, a disk too small for the checkpoints, a disk that fills
+up during a save, a diverging loss, and running out of GPU memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from cityseg.errors import ConfigError, UserError
+
+CHECKPOINT_COPIES = 3
+"""``checkpoint_last.pt``, ``checkpoint_best.pt`` and the temporary file of the next write."""
+
+
+class TrainingFailed(UserError):
+    """The run cannot go on (divergence, out of memory, full disk); the last checkpoint is kept."""
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself or its nearest ancestor that exists."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(run_dir: Path) -> None:
+    """Raise ConfigError unless ``run_dir`` exists as a writable folder or can be created."""
+    ancestor = existing_ancestor(run_dir)
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"{run_dir}: cannot be created because {ancestor} is a file, not a folder; "
+            "choose another --out"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"{run_dir}: cannot write into {ancestor} ({error.strerror}); choose another --out"
+        ) from None
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """An estimate of one checkpoint's size: weights, buffers and optimiser state (+ 1 MiB)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    for state in optimizer.state_dict()["state"].values():
+        tensors += [value for value in state.values() if isinstance(value, torch.Tensor)]
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    moments = {"adam": 2, "adamw": 2, "sgd": 1}.get(type(optimizer).__name__.lower(), 2)
+    if not optimizer.state_dict()["state"]:  # no step yet: its moments will come
+        size += moments * sum(p.numel() * p.element_size() for p in model.parameters())
+    return size + (1 << 20)
+
+
+def check_free_space(run_dir: Path, needed: int) -> None:
+    """Raise ConfigError when the disk of ``run_dir`` has less than ``needed`` bytes free."""
+    free = shutil.disk_usage(existing_ancestor(run_dir)).free
+    if free < needed:
+        raise ConfigError(
+            f"{run_dir}: {free / 1e6:.1f} MB free, but its checkpoints need about "
+            f"{needed / 1e6:.1f} MB ({CHECKPOINT_COPIES} copies of "
+            f"{needed / CHECKPOINT_COPIES / 1e6:.1f} MB); "
+            "free some space or choose another --out"
+        )
+
+
+def save_failed(path: Path, error: OSError, previous: str, run_dir: Path) -> TrainingFailed:
+    """The error for a checkpoint that could not be written (the previous one is untouched)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = "the disk is full", "free some space"
+    else:
+        what, fix = error.strerror or str(error), "check the folder"
+    return TrainingFailed(
+        f"{path}: cannot be written ({what}); {previous}; {fix}, then continue with "
+        f"`cityseg train --resume {run_dir}`"
+    )
+
+
+def diverged(
+    value: float, iteration: int, epoch: int, lr: float, precision: str, previous: str
+) -> TrainingFailed:
+    """The error for a loss that became NaN or infinite at optimiser step ``iteration``."""
+    fixes = [
+        f"lower train.lr (now {lr:g}, e.g. train.lr={lr / 10:g})",
+        "set train.clip_grad_norm=1",
+    ]
+    if precision != "fp32":
+        fixes.append(f"train in float32 (train.precision=fp32, now {precision})")
+    return TrainingFailed(
+        f"training diverged: the loss is {value} at step {iteration} (epoch {epoch}); "
+        f"stopped without saving; {previous}; likely fixes: {', '.join(fixes)}"
+    )
+
+
+def out_of_memory(
+    batch: int, size: list[int] | None, precision: str, device: str
+) -> TrainingFailed:
+    """The error for ``torch.OutOfMemoryError`` in a training step, with what to change."""
+    crop = f"{size[0]}x{size[1]}" if size else "native-size"
+    fixes = ["a smaller train.batch_size with train.accumulate to keep the same effective batch"]
+    fixes.append(f"a smaller data.crop (now {crop})")
+    if precision == "fp32":
+        fixes.append("train.precision=bf16 (or fp16 on older GPUs)")
+    return TrainingFailed(
+        f"out of {device} memory in a training step of {batch} {crop} images per process; "
+        f"try {'; or '.join(fixes)}"
+    )
+
+
+_PEER_FAILURES = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "imed out",
+)
+
+
+def is_peer_failure(error: RuntimeError) -> bool:
+    """Whether a collective failed because another process of the job stopped or hung."""
+    import torch.distributed as dist
+
+    return isinstance(error, dist.DistError) or any(s in str(error) for s in _PEER_FAILURES)
+
+
+def peer_failed(error: RuntimeError, rank: int, run_dir: Path) -> TrainingFailed:
+    """The one line a process prints when a peer's failure broke a collective."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return TrainingFailed(
+        f"process {rank}: another process of this job stopped (its error is above; "
+        f"{first[:160]}); fix it, then continue with `torchrun ... -m cityseg train --resume "
+        f"{run_dir}`"
+    )

@@ -264,3 +264,26 @@ def test_the_official_evaluator_accepts_the_generated_ground_truth(dataset_root,
     assert result["averageScoreInstClasses"] == pytest.approx(1.0)
     scored = [name for name, score in result["classInstScores"].items() if not np.isnan(score)]
     assert "car" in scored
+
+
+def test_variation_calms_the_photo_but_keeps_the_ground_truth():
+    full, default = render_scene(11, **SMALL, variation=1.0), render_scene(11, **SMALL)
+    calm, flat = render_scene(11, **SMALL, variation=0.3), render_scene(11, **SMALL, variation=0.0)
+    assert full.image.tobytes() == default.image.tobytes()
+    for scene in (calm, flat):
+        assert np.array_equal(scene.label_ids, full.label_ids)
+        assert np.array_equal(scene.instance_ids, full.instance_ids)
+        assert scene.polygons == full.polygons
+    assert calm.image.tobytes() != full.image.tobytes()
+
+    def texture(scene: Scene) -> float:
+        """Mean colour spread inside each labelled region: what lighting and noise add."""
+        image = scene.image.astype(np.float64)
+        return np.mean([image[scene.label_ids == i].std(axis=0).mean() for i in (7, 11, 23)])
+
+    assert texture(flat) < texture(full)
+
+
+def test_variation_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="variation"):
+        render_scene(0, **SMALL, variation=1.5)

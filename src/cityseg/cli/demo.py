@@ -25,6 +25,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--train-images", type=int, help="generated training frames")
     parser.add_argument("--val-images", type=int, help="generated validation frames")
     parser.add_argument("--epochs", type=int, help="training epochs")
+    parser.add_argument("--size", type=_size, metavar="HxW", help="frame size (128x256)")
+    parser.add_argument(
+        "--variation",
+        type=_fraction,
+        help="how much the photos vary in lighting and texture, 0..1 (demo 0.2; data generate 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training")
     parser.add_argument(
         "overrides", nargs="*", metavar="section.key=value", help="training config overrides"
@@ -36,8 +42,29 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.demo import PRESETS, DemoSettings, run_demo
 
     chosen = dict(PRESETS[args.preset])
-    for name in ("train_images", "val_images", "epochs"):
+    for name in ("train_images", "val_images", "epochs", "variation"):
         if getattr(args, name) is not None:
             chosen[name] = getattr(args, name)
+    if args.size is not None:
+        chosen["height"], chosen["width"] = args.size
     run_demo(DemoSettings(out=args.out, seed=args.seed, **chosen), args.overrides)
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, x, width = text.lower().partition("x")
+    if not (x and height.isdigit() and width.isdigit()) or min(int(height), int(width)) < 32:
+        raise argparse.ArgumentTypeError(
+            f"expected HxW with both at least 32, e.g. 128x256: {text}"
+        )
+    return int(height), int(width)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
+    return value

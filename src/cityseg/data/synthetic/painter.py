@@ -49,10 +49,13 @@ class _PaintTable:
         self.styles.append((top, bottom, paint.grain, paint.blotch, paint.ground, paint.depth))
         return len(self.styles) - 1
 
-    def arrays(self, lighting: Lighting) -> tuple[np.ndarray, ...]:
+    def arrays(self, lighting: Lighting, variation: float = 1.0) -> tuple[np.ndarray, ...]:
         """Per paint, with the scene's light applied: colour at row 0 and its change per row (both
-        (3, K), one plane per channel), grain, blotch, and whether it is ground (K,)."""
+        (3, K), one plane per channel), grain and blotch (scaled by ``variation``), and whether it
+        is ground (K,)."""
         top, bottom, grain, blotch, ground, depth = np.array(self.styles, dtype=np.float64).T
+        if variation != 1.0:
+            grain, blotch = grain * variation, blotch * variation
         haze = (1.0 - np.exp(-depth / lighting.haze_distance))[:, None] * 0.7
         colors = []
         for color in (np.array(self.tops, dtype=np.float64), np.array(self.bottoms, np.float64)):
@@ -67,8 +70,9 @@ class _PaintTable:
         )
 
 
-def draw(layout: Layout, rng: np.random.Generator) -> Drawing:
-    """Rasterise ``layout``; ``rng`` only varies the noise, never the geometry."""
+def draw(layout: Layout, rng: np.random.Generator, variation: float = 1.0) -> Drawing:
+    """Rasterise ``layout``; ``rng`` only varies the noise, never the geometry; ``variation``
+    scales the textures and the vignetting (1: as painted, 0: flat colours)."""
     camera = layout.camera
     height, width = camera.height, camera.width
     things_image = Image.new("I", (width, height), 0)
@@ -98,7 +102,7 @@ def draw(layout: Layout, rng: np.random.Generator) -> Drawing:
     thing_index = np.frombuffer(things_image.tobytes(), dtype=np.int32).reshape(height, width)
     label_ids = np.take(np.array(thing_label_ids, dtype=np.uint8), thing_index)
     instance_ids = np.take(np.array(thing_instance_ids, dtype=np.uint16), thing_index)
-    image = _shade(table.arrays(layout.lighting), paint_index, layout, rng)
+    image = _shade(table.arrays(layout.lighting, variation), paint_index, layout, rng, variation)
     return Drawing(image, label_ids, instance_ids, objects)
 
 
@@ -119,7 +123,7 @@ def _rounded(polygons, ramp: bool) -> tuple[list[np.ndarray] | np.ndarray, float
     return rounded, float(rows.min()), float(rows.max())
 
 
-def _shade(tables, paint_index: np.ndarray, layout: Layout, rng) -> np.ndarray:
+def _shade(tables, paint_index: np.ndarray, layout: Layout, rng, variation: float) -> np.ndarray:
     """Colour every pixel from its paint: ramp colour, fine and coarse noise, light and shadow.
 
     The colour is computed one channel plane at a time, (3, H, W), which numpy does fastest.
@@ -130,7 +134,7 @@ def _shade(tables, paint_index: np.ndarray, layout: Layout, rng) -> np.ndarray:
     planes = np.take(slope, paint_index, axis=1)
     planes *= np.arange(height, dtype=np.float32)[:, None]
     planes += np.take(offset, paint_index, axis=1)
-    planes *= _light(layout, ground, paint_index, rng)
+    planes *= _light(layout, ground, paint_index, rng, variation)
     texture = np.take(grain, paint_index) * fine
     texture += np.take(blotch, paint_index) * coarse
     planes += texture
@@ -139,10 +143,12 @@ def _shade(tables, paint_index: np.ndarray, layout: Layout, rng) -> np.ndarray:
     return cv2.GaussianBlur(image, (3, 3), 0.6)
 
 
-def _light(layout: Layout, ground: np.ndarray, paint_index: np.ndarray, rng) -> np.ndarray:
-    """Per-pixel brightness: vignetting, and the shadows cast on the ground."""
+def _light(layout: Layout, ground: np.ndarray, paint_index: np.ndarray, rng, variation: float):
+    """Per-pixel brightness: vignetting (scaled by ``variation``), and the shadows cast on the
+    ground."""
     height, width = paint_index.shape
-    light = 1.0 - np.float32(rng.uniform(0.0, 0.35)) * _vignette(height, width)
+    vignetting = rng.uniform(0.0, 0.35) * variation
+    light = 1.0 - np.float32(vignetting) * _vignette(height, width)
     strength = layout.lighting.shadow
     if layout.shadows and strength > 0:
         shadow = np.zeros((height, width), dtype=np.uint8)

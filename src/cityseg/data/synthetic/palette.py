@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -161,4 +161,18 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
         rng.uniform(150, 300),
         rng.uniform(0.05, 0.15),
         int(rng.choice((-1, 1))),
+    )
+
+
+def calmer(lighting: Lighting, variation: float) -> Lighting:
+    """The lighting moved towards a neutral overcast day: ``variation`` 1 keeps it, 0 gives plain
+    white light without colour cast, haze or shadows."""
+    if variation == 1.0:
+        return lighting
+    return replace(
+        lighting,
+        gain=1.0 + (lighting.gain - 1.0) * variation,
+        saturation=1.0 + (lighting.saturation - 1.0) * variation,
+        haze_distance=lighting.haze_distance / max(variation, 1e-3),
+        shadow=lighting.shadow * variation,
     )

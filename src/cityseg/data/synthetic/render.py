@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cityseg.data.synthetic.painter import draw
+from cityseg.data.synthetic.palette import calmer
 from cityseg.data.synthetic.scene import compose
 from cityseg.labels import LABEL_COLORS
 
@@ -56,13 +57,21 @@ class Scene:
 
 
 def render_scene(
-    rng_or_seed: np.random.Generator | int | Sequence[int], height: int = 256, width: int = 512
+    rng_or_seed: np.random.Generator | int | Sequence[int],
+    height: int = 256,
+    width: int = 512,
+    variation: float = 1.0,
 ) -> Scene:
     """Generate one street scene: a random street laid out, then drawn at ``height`` x ``width``.
 
     The same seed always gives the same bytes; the scene's content does not depend on the size
-    except for details too small to draw.
+    except for details too small to draw. ``variation`` in [0, 1] scales how much the photo
+    varies beyond the layout: the lighting's colour cast, haze and shadows, the vignetting and
+    the textures (1: full realism; lower: calmer pictures that a small model learns faster). The
+    layout and the ground truth are the same for any ``variation``.
     """
+    if not 0.0 <= variation <= 1.0:
+        raise ValueError(f"variation {variation} is outside [0, 1]")
     if height < MIN_SIZE[0] or width < MIN_SIZE[1]:
         raise ValueError(f"scene size {height}x{width} is too small; use at least 32x32")
     rng = (
@@ -71,5 +80,6 @@ def render_scene(
         else (np.random.default_rng(rng_or_seed))
     )
     layout = compose(rng, height, width)
-    drawing = draw(layout, rng)
+    layout.lighting = calmer(layout.lighting, variation)
+    drawing = draw(layout, rng, variation)
     return Scene(drawing.image, drawing.label_ids, drawing.instance_ids, drawing.objects)

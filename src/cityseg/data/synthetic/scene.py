@@ -16,6 +16,9 @@ from cityseg.data.synthetic.street import Side, Street
 from cityseg.data.synthetic.things import Thing
 
 VEHICLE_LENGTH = {"car": 5.0, "truck": 10.5, "bus": 13.0, "train": 32.0}
+SMALL_THINGS_FARTHEST = 32.0
+"""Metres beyond which no person, two-wheeler, sign or signal is placed: farther, they would be a
+few pixels at the usual training sizes (128x256), too small to learn or to annotate usefully."""
 
 
 @dataclass
@@ -117,7 +120,7 @@ def _furniture(rng, camera: Camera, layout: Street, lighting: Lighting, shadows,
     for _ in range(int(rng.integers(2, 7))):
         things += _sign_post(rng, camera, layout, size)
     if rng.random() < 0.9:
-        crossing = layout.crosswalk or camera.sample_depth(rng, 10.0, 45.0)
+        crossing = layout.crosswalk or camera.sample_depth(rng, 8.0, SMALL_THINGS_FARTHEST)
         for side in layout.sides:
             if rng.random() < 0.8:
                 things += _signal(rng, camera, side, crossing + rng.uniform(-1, 1), size)
@@ -127,7 +130,7 @@ def _furniture(rng, camera: Camera, layout: Street, lighting: Lighting, shadows,
 def _sign_post(rng, camera, layout: Street, size) -> list[Thing | None]:
     side = layout.sides[int(rng.integers(2))]
     x = _kerbside(rng, side, (0.3, 0.9))
-    z = camera.sample_visible_depth(rng, x, 8.0, 45.0)
+    z = camera.sample_visible_depth(rng, x, 6.0, SMALL_THINGS_FARTHEST)
     height = rng.uniform(2.3, 3.2)
     things = [furniture.pole(rng, camera, x, z, height, size, width=rng.uniform(0.12, 0.2))]
     things.append(furniture.traffic_sign(rng, camera, x, z, height - 0.35, size))
@@ -212,8 +215,8 @@ def _vehicle_shadow(camera: Camera, x: float, z: float, length: float) -> np.nda
 def _two_wheelers(rng, camera: Camera, layout: Street) -> list[Thing]:
     size = (camera.height, camera.width)
     things: list[Thing] = []
-    for _ in range(int(rng.choice((0, 1, 1, 2, 3)))):
-        z = camera.sample_depth(rng, 5.0, 45.0)
+    for _ in range(int(rng.choice((1, 1, 2, 2, 3)))):
+        z = camera.sample_depth(rng, 4.0, SMALL_THINGS_FARTHEST)
         if rng.random() < 0.6:
             side = layout.right if rng.random() < 0.75 else layout.left
             x = side.kerb - side.sign * rng.uniform(0.6, 1.2)
@@ -223,7 +226,7 @@ def _two_wheelers(rng, camera: Camera, layout: Street) -> list[Thing]:
             things += people.cyclist(rng, camera, x, z, True, size)
     for _ in range(int(rng.choice((0, 1, 1, 2)))):
         lane = int(rng.integers(layout.lanes))
-        z = camera.sample_depth(rng, 6.0, 50.0)
+        z = camera.sample_depth(rng, 5.0, SMALL_THINGS_FARTHEST)
         x = layout.lane_center(lane) + rng.normal(0.0, 0.4)
         things += people.motorcyclist(rng, camera, x, z, rng.random() < 0.5, size)
     if rng.random() < 0.45:
@@ -240,10 +243,10 @@ def _pedestrians(rng, camera: Camera, layout: Street) -> list[Thing]:
     """People on the sidewalks, alone or in small groups, and some on the zebra crossing."""
     size = (camera.height, camera.width)
     things = []
-    for _ in range(int(rng.integers(2, 9))):
+    for _ in range(int(rng.integers(3, 10))):
         side = layout.sides[int(rng.integers(2))]
         x = side.x(side.lawn + side.sidewalk * rng.uniform(0.15, 0.85))
-        z = camera.sample_visible_depth(rng, x, 5.0, 50.0)
+        z = camera.sample_visible_depth(rng, x, 4.0, SMALL_THINGS_FARTHEST)
         for _ in range(int(rng.choice((1, 1, 1, 2, 3)))):
             walk_x = x + rng.uniform(-0.6, 0.6)
             things.append(people.person(rng, camera, walk_x, z + rng.uniform(0.0, 1.5), size))

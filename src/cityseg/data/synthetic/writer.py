@@ -60,6 +60,7 @@ def generate_dataset(
     cities: Mapping[str, Sequence[str]] | None = None,
     color: bool = True,
     progress: bool = False,
+    variation: float = 1.0,
 ) -> Path:
     """Generate a data set of street scenes in the official Cityscapes layout under ``out``.
 
@@ -73,6 +74,8 @@ def generate_dataset(
         cities: city names per split (defaults: ``DEFAULT_CITIES``, else ``<split>stadt``).
         color: also write the ``*_gtFine_color.png`` label images.
         progress: show a tqdm progress bar.
+        variation: how much the photos vary beyond the layout, in [0, 1] (see ``render_scene``);
+            the ground truth is the same for any value.
 
     Returns:
         The data set root.
@@ -97,7 +100,7 @@ def generate_dataset(
     for split, count in splits.items():
         names = tuple(cities.get(split) or (f"{split}stadt",))
         for index in range(count):
-            scene = render_scene(frame_seed(seed, split, index), height, width)
+            scene = render_scene(frame_seed(seed, split, index), height, width, variation)
             write_official(
                 root, split, names[index % len(names)], frame_id(names, index), scene, color
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli.data.generate import fraction, frame_size
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -25,10 +27,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--train-images", type=int, help="generated training frames")
     parser.add_argument("--val-images", type=int, help="generated validation frames")
     parser.add_argument("--epochs", type=int, help="training epochs")
-    parser.add_argument("--size", type=_size, metavar="HxW", help="frame size (128x256)")
+    parser.add_argument("--size", type=frame_size, metavar="HxW", help="frame size (128x256)")
     parser.add_argument(
         "--variation",
-        type=_fraction,
+        type=fraction,
         help="how much the photos vary in lighting and texture, 0..1 (demo 0.2; data generate 1)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training")
@@ -49,22 +51,3 @@ def run(args: argparse.Namespace) -> int:
         chosen["height"], chosen["width"] = args.size
     run_demo(DemoSettings(out=args.out, seed=args.seed, **chosen), args.overrides)
     return 0
-
-
-def _size(text: str) -> tuple[int, int]:
-    height, x, width = text.lower().partition("x")
-    if not (x and height.isdigit() and width.isdigit()) or min(int(height), int(width)) < 32:
-        raise argparse.ArgumentTypeError(
-            f"expected HxW with both at least 32, e.g. 128x256: {text}"
-        )
-    return int(height), int(width)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
-    return value

@@ -1,4 +1,4 @@
-"""`cityseg evaluate CHECKPOINT --data ROOT`: score a checkpoint on a labelled split."""
+"""`cityseg evaluate (CHECKPOINT | --pretrained NAME) --data ROOT`: score a model on a split."""
 
 from __future__ import annotations
 
@@ -61,7 +61,16 @@ def add_parser(subparsers) -> None:
         "For full-resolution Cityscapes (2048x1024) use --mode slide, or --resize train.",
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="checkpoint .pt written by cityseg train, or its run folder"
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        help="checkpoint .pt written by cityseg train, or its run folder (unless --pretrained)",
+    )
+    parser.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a checkpoint shipped with cityseg instead of CHECKPOINT (e.g. pairs); "
+        "whole mode then runs at its training size unless --resize says otherwise",
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset folder (either format)")
     parser.add_argument("--split", default="val", help="labelled split to score (default: val)")
@@ -69,7 +78,10 @@ def add_parser(subparsers) -> None:
         "--format", default="auto", choices=("auto", "cityscapes", "pairs"), help="dataset format"
     )
     parser.add_argument(
-        "--out", type=Path, help="output folder (default: eval_<split> beside the checkpoint)"
+        "--out",
+        type=Path,
+        help="output folder (default: eval_<split> beside the checkpoint; "
+        "with --pretrained, ./eval_<name>_<split>)",
     )
     parser.add_argument(
         "--mode",
@@ -128,6 +140,8 @@ def add_parser(subparsers) -> None:
 
 def _inference_options(args) -> dict:
     resize = args.resize
+    if resize is None and args.pretrained and args.mode == "whole":
+        resize = "train"  # a shipped model runs at the scale it was trained at
     options = {
         "tile": args.tile,
         "stride": args.stride,
@@ -144,6 +158,20 @@ def _inference_options(args) -> dict:
     return options
 
 
+def _checkpoint(args) -> Path:
+    """The checkpoint file: CHECKPOINT, or the shipped model --pretrained names (not both)."""
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise ConfigError(
+            "give either a CHECKPOINT or --pretrained NAME (e.g. `cityseg evaluate "
+            "--pretrained pairs --data ROOT --out DIR`), not both and not neither"
+        )
+    if args.checkpoint is not None:
+        return args.checkpoint
+    from cityseg.predict.segmenter import pretrained_path
+
+    return pretrained_path(args.pretrained)
+
+
 def run(args) -> int:
     from cityseg.evaluate.evaluator import evaluate_checkpoint
     from cityseg.evaluate.metrics import format_table
@@ -151,10 +179,15 @@ def run(args) -> int:
 
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images {args.max_images}: give a positive number of images")
-    run_dir = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
-    out_dir = args.out or run_dir / f"eval_{args.split}"
+    checkpoint = _checkpoint(args)
+    if args.pretrained:  # never write into the installed package
+        default_out = Path(f"eval_{args.pretrained}_{args.split}")
+    else:
+        run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        default_out = run_dir / f"eval_{args.split}"
+    out_dir = args.out or default_out
     metrics = evaluate_checkpoint(
-        args.checkpoint,
+        checkpoint,
         args.data,
         args.split,
         out_dir,

@@ -21,9 +21,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--val", type=_count, default=10, metavar="N", help="val frames (10)")
     parser.add_argument("--test", type=_count, default=5, metavar="N", help="test frames (5)")
     parser.add_argument(
-        "--size", type=_size, default=(256, 512), metavar="HxW", help="image size (256x512)"
+        "--size", type=frame_size, default=(256, 512), metavar="HxW", help="image size (256x512)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument(
+        "--variation",
+        type=fraction,
+        default=1.0,
+        metavar="V",
+        help="lighting and texture variation, 0 (calm) to 1 (full, the default); never the labels",
+    )
     parser.add_argument(
         "--pairs",
         action="store_true",
@@ -59,6 +66,7 @@ def run(args) -> int:
             width,
             seed=args.seed,
             pairs=args.pairs,
+            variation=args.variation,
             color=args.color,
             progress=True,
         )
@@ -86,7 +94,7 @@ def _count(text: str) -> int:
     return value
 
 
-def _size(text: str) -> tuple[int, int]:
+def frame_size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
         height, width = (int(part) for part in parts)
@@ -95,3 +103,13 @@ def _size(text: str) -> tuple[int, int]:
     if height < MIN_SIDE or width < MIN_SIDE:
         raise argparse.ArgumentTypeError(f"size {text!r} is too small; use at least 32x32")
     return height, width
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
+    return value

@@ -129,8 +129,8 @@ def test_one_line_errors_exit_with_status_two(checkpoint, photos, tmp_path, caps
     assert "*.png: no PNG or JPEG image found" in nothing[0]
     assert "a photo where the checkpoint" in errors_of(["predict", photo, *out], capsys)[0]
     assert "no input photos" in errors_of(["predict", str(checkpoint), *out], capsys)[0]
-    pretrained = errors_of(["predict", "--pretrained", "pairs", photo, *out], capsys)
-    assert "pretrained model 'pairs' not found" in pretrained[0]
+    pretrained = errors_of(["predict", "--pretrained", "no-such-model", photo, *out], capsys)
+    assert "pretrained model 'no-such-model' not found" in pretrained[0]
     onnx_slide = ["predict", "--onnx", str(checkpoint), photo, "--mode", "slide", *out]
     assert "whole mode only" in errors_of(onnx_slide, capsys)[0]
     assert (

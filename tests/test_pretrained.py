@@ -25,7 +25,7 @@ def shipped() -> Path:
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    return Segmenter.from_pretrained("pairs", "cpu")
+    return Segmenter.from_pretrained("pairs", "cpu", resize="train")
 
 
 def test_the_shipped_checkpoint_is_small_half_precision_and_loads_safely(shipped):
@@ -35,6 +35,7 @@ def test_the_shipped_checkpoint_is_small_half_precision_and_loads_safely(shipped
     assert {w.dtype for w in state["model"].values() if w.is_floating_point()} == {torch.float16}
     assert state["class_names"] == list(labels.CLASS_NAMES)
     assert 0.0 < state["training"]["mean_iou"] < 1.0
+    assert set(state["training"]["class_iou"]) == set(labels.CLASS_NAMES)
     model, meta = load_model(shipped)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert meta["training"] == state["training"] and not model.training
@@ -56,7 +57,7 @@ def test_it_segments_a_real_pairs_photo(segmenter, pairs_root):
     assert (prediction[known] == label[known]).mean() > 0.6  # road, cars, buildings, sky, ...
 
 
-def test_evaluate_pretrained_scores_a_pairs_folder(pairs_root, tmp_path, capsys):
+def test_evaluate_pretrained_scores_a_pairs_folder(shipped, pairs_root, tmp_path, capsys):
     (tmp_path / "data" / "val").mkdir(parents=True)
     for name in ("1.jpg", "2.jpg", "3.jpg"):
         (tmp_path / "data" / "val" / name).symlink_to(pairs_root / "train" / name)
@@ -65,6 +66,8 @@ def test_evaluate_pretrained_scores_a_pairs_folder(pairs_root, tmp_path, capsys)
     assert main(["evaluate", "--pretrained", "pairs", *args, "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 3 and metrics["pixel_accuracy"] > 0.6
+    training_size = torch.load(shipped, weights_only=True)["input_size"]
+    assert metrics["inference"]["resize"] == list(training_size)  # its scale by default
     assert "mIoU" in capsys.readouterr().out
 
 
@@ -72,3 +75,12 @@ def test_evaluate_takes_a_checkpoint_or_pretrained_but_not_both(shipped, tmp_pat
     for args in ([], [str(shipped), "--pretrained", "pairs"]):
         assert main(["evaluate", *args, "--data", str(tmp_path), "--out", str(tmp_path)]) != 0
         assert "give either a CHECKPOINT or --pretrained NAME" in capsys.readouterr().err
+
+
+def test_pretrained_models_run_at_their_training_size_unless_told_otherwise():
+    from cityseg.predict import Segmenter
+
+    default = Segmenter.from_pretrained("pairs", device="cpu").predictor.settings()
+    assert default["resize"] == [128, 256]
+    native = Segmenter.from_pretrained("pairs", device="cpu", resize=1.0).predictor.settings()
+    assert native["resize"] is None

@@ -154,7 +154,13 @@ class Segmenter(BaseSegmenter):
 
     @classmethod
     def from_pretrained(cls, name: str, device: str = "auto", **options: Any) -> Segmenter:
-        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`)."""
+        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`).
+
+        Shipped models were trained on whole, resized photos, so in whole-image mode they run at
+        their training size (``resize="train"``) unless ``resize`` says otherwise.
+        """
+        if options.get("resize") is None and options.get("mode", "whole") == "whole":
+            options["resize"] = "train"
         return cls.from_checkpoint(pretrained_path(name), device, **options)
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.data.io import read_label_png, read_rgb
-from cityseg.data.sample import Sample, select_samples
+from cityseg.data.sample import Sample, SampleDataset
 from cityseg.errors import DataError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -113,7 +113,7 @@ def scan_cityscapes(
     return samples, problems
 
 
-class CityscapesDataset:
+class CityscapesDataset(SampleDataset):
     """Frames of one split of the official Cityscapes layout, as ``(image, target)`` pairs.
 
     Args:
@@ -146,33 +146,15 @@ class CityscapesDataset:
         cities: Iterable[str] | None = None,
         transform: Callable | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.split = split
-        samples, problems = scan_cityscapes(self.root, split, cities)
-        if problems:
-            raise DataError(*problems)
-        self.samples = select_samples(samples, indices, max_images, self.root / split)
-        self.transform = transform
-
-    @property
-    def frame_ids(self) -> list[str]:
-        return [sample.frame_id for sample in self.samples]
+        samples, problems = scan_cityscapes(Path(root), split, cities)
+        super().__init__(root, split, samples, problems, indices, max_images, transform)
 
     @property
     def has_labels(self) -> bool:
         return self.split not in UNLABELLED_SPLITS
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        image, target = read_sample(self.samples[index])
-        if self.transform is not None:
-            return self.transform(image, target)
-        return image, target
-
-    def __repr__(self) -> str:
-        return f"CityscapesDataset(root='{self.root}', split='{self.split}', images={len(self)})"
+    def read(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+        return read_sample(sample)
 
 
 def read_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.data.io import read_rgb
-from cityseg.data.sample import Sample, select_samples
+from cityseg.data.sample import Sample, SampleDataset
 from cityseg.errors import DataError
 
 MAX_COLOR_DISTANCE = 40.0
@@ -186,7 +186,7 @@ def pairs_splits(root: Path) -> list[str]:
     )
 
 
-class PairsDataset:
+class PairsDataset(SampleDataset):
     """The Kaggle pairs format as ``(image, target)``: photo RGB uint8, decoded trainIds uint8.
 
     Args:
@@ -215,38 +215,16 @@ class PairsDataset:
         max_images: int | None = None,
         transform: Callable | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.split = split
-        samples, problems = scan_pairs(self.root, split)
-        if problems:
-            raise DataError(*problems)
-        self.samples = select_samples(samples, indices, max_images, self.root / split)
-        self.transform = transform
+        samples, problems = scan_pairs(Path(root), split)
+        super().__init__(root, split, samples, problems, indices, max_images, transform)
 
-    @property
-    def frame_ids(self) -> list[str]:
-        return [sample.frame_id for sample in self.samples]
-
-    @property
-    def has_labels(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        image, label_rgb = self.read_halves(index)
-        target = decode_label_colors(label_rgb)
-        if self.transform is not None:
-            return self.transform(image, target)
-        return image, target
+    def read(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        image, label_rgb = read_pair(sample.image_path)
+        return image, decode_label_colors(label_rgb)
 
     def read_halves(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The photo and the undecoded colour label of a sample, both RGB uint8."""
         return read_pair(self.samples[index].image_path)
-
-    def __repr__(self) -> str:
-        return f"PairsDataset(root='{self.root}', split='{self.split}', images={len(self)})"
 
 
 def _pair_order(path: Path) -> tuple:

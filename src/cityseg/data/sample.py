@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +54,55 @@ def select_samples(
             )
         samples = [samples[i] for i in indices]
     return samples if max_images is None else samples[:max_images]
+
+
+class SampleDataset:
+    """What every file-backed dataset shares: a root, a split, its ``samples`` and a transform.
+
+    Subclasses find their samples and say how one is read (``read(sample)``); this class selects
+    them (``indices``, ``max_images``) and applies ``transform(image, target)`` in ``__getitem__``.
+    """
+
+    format = "unknown"
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        samples: list[Sample],
+        problems: list[str],
+        indices: Sequence[int] | None = None,
+        max_images: int | None = None,
+        transform: Callable | None = None,
+    ) -> None:
+        if problems:
+            raise DataError(*problems)
+        self.root = Path(root)
+        self.split = split
+        self.samples = select_samples(samples, indices, max_images, self.root / split)
+        self.transform = transform
+
+    @property
+    def frame_ids(self) -> list[str]:
+        return [sample.frame_id for sample in self.samples]
+
+    @property
+    def has_labels(self) -> bool:
+        return True
+
+    def read(self, sample: Sample) -> tuple:
+        """The ``(image, target)`` of one sample, before any transform."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        image, target = self.read(self.samples[index])
+        if self.transform is not None:
+            return self.transform(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(root='{self.root}', split='{self.split}', images={len(self)})"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,11 +69,8 @@ def main() -> None:
         result = run_path(args)
         Path(args.result).write_text(json.dumps(result))
         return
-    scratch = Path(tempfile.mkdtemp(prefix="cityseg_bench_epoch_"))
-    try:
-        compare(args, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="cityseg_bench_epoch_") as scratch:
+        compare(args, Path(scratch))
 
 
 def compare(args, scratch: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,11 +74,8 @@ def main() -> None:
         result = run_one(args, tuple(args.one.split(",")), Path(args.scratch))
         print("RESULT " + json.dumps(result))
         return
-    scratch = Path(tempfile.mkdtemp(prefix="cityseg_bench_inference_"))
-    try:
-        compare(args, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="cityseg_bench_inference_") as scratch:
+        compare(args, Path(scratch))
 
 
 def compare(args, scratch: Path) -> None:

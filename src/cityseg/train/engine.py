@@ -72,7 +72,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str
     faults.reset()
     try:
         with StopSignals(announce=info.is_main) as signals:
-            return Trainer(config, Path(run_dir), info, resume).fit(signals)
+            record = Trainer(config, Path(run_dir), info, resume).fit(signals)
+        barrier(info)  # every process leaves together, once rank 0 has saved
+        return record
     except RuntimeError as error:
         if info.enabled and guard.is_peer_failure(error):
             raise guard.peer_failed(error, info.rank, Path(run_dir)) from None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cityseg.predict.segmenter as segmenter_module
+import cityseg.pretrained as pretrained_module
 from cityseg import labels
 from cityseg.data.io import read_label_png, read_rgb
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
@@ -117,7 +118,7 @@ def test_a_missing_pretrained_name_lists_the_available_ones(tmp_path, monkeypatc
         Segmenter.from_pretrained("no-such-model")
     (tmp_path / "city.pt").write_bytes(checkpoint.read_bytes())
     (tmp_path / "demo.pt").write_bytes(b"")
-    monkeypatch.setattr(segmenter_module, "_pretrained_folder", lambda: tmp_path)
+    monkeypatch.setattr(pretrained_module, "pretrained_folder", lambda: tmp_path)
     assert available_pretrained() == ["city", "demo"]
     with pytest.raises(CheckpointError, match="available: city, demo"):
         Segmenter.from_pretrained("pairs")

@@ -14,7 +14,7 @@ from cityseg.cli import main
 from cityseg.data.pairs import decode_label_colors, read_pair
 from cityseg.data.synthetic.render import render_scene
 from cityseg.predict import Segmenter
-from cityseg.predict.segmenter import pretrained_path
+from cityseg.pretrained import pretrained_path
 from cityseg.train.checkpoint import load_model
 
 

@@ -144,6 +144,10 @@ class TrainConfig:
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
+    init_from: str | None = None
+    """Start from these weights instead of random ones: a checkpoint .pt, a run folder, or the
+    name of a shipped model ("pairs"). The model settings must match it, except num_classes
+    (the classifier then starts random). A resumed run ignores it."""
     sync_bn: bool = False
     """SyncBatchNorm across GPUs (only used with several CUDA processes)."""
     deterministic: bool = False

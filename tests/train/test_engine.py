@@ -160,3 +160,22 @@ def test_config_problems_found_before_training(scenes, tmp_path):
         )
     with pytest.raises(ConfigError, match="fp16"):
         train(tiny_config(scenes, "train.precision=fp16"), tmp_path / "c")
+
+
+def test_a_run_starts_from_another_runs_weights(scenes, tmp_path, capsys):
+    first = tmp_path / "first"
+    train(tiny_config(scenes, "train.epochs=2"), first)
+    best = torch.load(first / "checkpoint_best.pt", weights_only=True)
+    second = tmp_path / "second"
+    config = tiny_config(scenes, "train.epochs=1", "train.lr=1e-12", f"train.init_from={first}")
+    train(config, second)
+    assert f"weights from {first / 'checkpoint_best.pt'} (epoch {best['epoch']})" in (
+        capsys.readouterr().out
+    )
+    started = torch.load(second / "checkpoint_last.pt", weights_only=True)["model"]
+    for name, tensor in best["model"].items():
+        if name.endswith("weight") and "running" not in name:  # lr 1e-12: the weights stay
+            torch.testing.assert_close(started[name], tensor)
+
+    train(tiny_config(scenes, "train.epochs=2", f"train.init_from={first}"), second, resume=True)
+    assert "weights from" not in capsys.readouterr().out  # a resumed run keeps its own

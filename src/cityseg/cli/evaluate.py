@@ -167,7 +167,7 @@ def _checkpoint(args) -> Path:
         )
     if args.checkpoint is not None:
         return args.checkpoint
-    from cityseg.predict.segmenter import pretrained_path
+    from cityseg.pretrained import pretrained_path
 
     return pretrained_path(args.pretrained)
 

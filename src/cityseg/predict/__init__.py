@@ -25,12 +25,8 @@ from cityseg.predict.files import (
     write_prediction,
 )
 from cityseg.predict.onnx_segmenter import OnnxSegmenter
-from cityseg.predict.segmenter import (
-    BaseSegmenter,
-    Segmenter,
-    available_pretrained,
-    pretrained_path,
-)
+from cityseg.predict.segmenter import BaseSegmenter, Segmenter
+from cityseg.pretrained import available_pretrained, pretrained_path
 
 __all__ = [
     "INPUT_FORMATS",

@@ -7,7 +7,6 @@ Shipped checkpoints are found by name with :func:`pretrained_path`.
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from cityseg import labels
-from cityseg.errors import CheckpointError, ConfigError
+from cityseg.errors import ConfigError
+from cityseg.pretrained import pretrained_path
 
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
@@ -181,33 +181,3 @@ def check_photo(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 photo (H, W, 3), got {image.shape} {image.dtype}")
     return image
-
-
-def _pretrained_folder():
-    return importlib.resources.files("cityseg") / "pretrained"
-
-
-def available_pretrained() -> list[str]:
-    """Names of the checkpoints shipped in ``cityseg/pretrained/<name>.pt``."""
-    folder = _pretrained_folder()
-    if not folder.is_dir():
-        return []
-    return sorted(
-        entry.name[: -len(".pt")] for entry in folder.iterdir() if entry.name.endswith(".pt")
-    )
-
-
-def pretrained_path(name: str) -> Path:
-    """The file of the shipped checkpoint ``name``.
-
-    Raises:
-        CheckpointError: no such checkpoint; the message lists the available names.
-    """
-    resource = _pretrained_folder() / f"{name}.pt"
-    if not resource.is_file():
-        names = ", ".join(available_pretrained()) or "none are installed with this cityseg"
-        raise CheckpointError(
-            f"pretrained model {name!r} not found in {_pretrained_folder()}; available: {names}; "
-            "or pass a checkpoint file instead of --pretrained"
-        )
-    return Path(str(resource))

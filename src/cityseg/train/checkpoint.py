@@ -93,14 +93,20 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a cityseg checkpoint (``weights_only=True``); CheckpointError if it is not one.
-
-    A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``)."""
+def checkpoint_file(path: str | Path) -> Path:
+    """``path``, or for a run folder its ``checkpoint_best.pt`` (else ``checkpoint_last.pt``)."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "checkpoint_best.pt", path / "checkpoint_last.pt"]
         path = next((c for c in candidates if c.is_file()), candidates[0])
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a cityseg checkpoint (``weights_only=True``); CheckpointError if it is not one.
+
+    A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``)."""
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; give a .pt file written by training")
     try:

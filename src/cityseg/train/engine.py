@@ -60,6 +60,7 @@ from cityseg.train.setup import (
     build_criterion,
     build_model,
     checkpoint_header,
+    initialize_from,
     seed_everything,
 )
 
@@ -137,6 +138,8 @@ class Trainer:
         self.total_steps = cfg.max_iterations or cfg.epochs * self.steps_per_epoch
 
         self.model = build_model(config.model, self.device, cfg.channels_last)
+        if cfg.init_from and resume_state is None:
+            print_main(info, initialize_from(self.model, cfg.init_from))
         self.criterion, self.class_weights = build_criterion(
             config, self.splits.train, info, self.device, resume_state
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cityseg.config import Config, ModelConfig, config_to_dict
 from cityseg.data.loader import BadSample, ShardSampler, resolve_workers, worker_options
-from cityseg.errors import ConfigError, DataError, UserError
+from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
 from cityseg.labels import CLASS_NAMES, PALETTE
 from cityseg.train.checkpoint import FORMAT, IMAGENET_MEAN, IMAGENET_STD
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
@@ -32,6 +33,52 @@ def build_model(config: ModelConfig, device: torch.device, channels_last: bool) 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def initialize_from(model: torch.nn.Module, source: str) -> str:
+    """Copy the weights of the checkpoint ``source`` (a file, a run folder or a shipped model's
+    name) into ``model``; return a line saying what was loaded.
+
+    The architecture must be the same; a classifier for another number of classes is left as
+    it is (random), so a model trained on other classes can be fine-tuned.
+    """
+    from cityseg.pretrained import available_pretrained, pretrained_path
+    from cityseg.train import compat
+    from cityseg.train.checkpoint import checkpoint_file, load_checkpoint
+
+    if Path(source).exists():
+        path = checkpoint_file(source)
+    elif source in available_pretrained():
+        path = pretrained_path(source)
+    else:
+        shipped = ", ".join(available_pretrained()) or "none"
+        raise ConfigError(
+            f"train.init_from={source}: no such file or folder, and no shipped model of that "
+            f"name (shipped: {shipped}); give a checkpoint .pt, a run folder or a shipped name"
+        )
+    state = load_checkpoint(path)
+    weights = state.get("model") or {}
+    differences = [
+        line
+        for line in compat.config_differences(state.get("model_config", {}), model.config)
+        if not line.startswith("model.num_classes")
+    ]
+    if differences:
+        raise ConfigError(
+            f"train.init_from={path}: another architecture ({'; '.join(differences)}); set "
+            "model.* as the checkpoint has them"
+        )
+    expected = model.state_dict()
+    head = [
+        name for name in weights if name in expected and weights[name].shape != expected[name].shape
+    ]
+    kept = {name: tensor for name, tensor in weights.items() if name not in head}
+    problems = compat.state_dict_problems(model, {**expected, **kept})
+    if problems:
+        raise CheckpointError(f"{path}: the weights do not fit the model ({'; '.join(problems)})")
+    model.load_state_dict({**expected, **kept})
+    left = f"; {len(head)} classifier tensors left random (other classes)" if head else ""
+    return f"weights from {path} (epoch {state.get('epoch', '?')}){left}"
 
 
 def checkpoint_header(config: Config) -> dict[str, Any]:

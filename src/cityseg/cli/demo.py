@@ -26,12 +26,22 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--train-images", type=int, help="generated training frames")
     parser.add_argument("--val-images", type=int, help="generated validation frames")
-    parser.add_argument("--epochs", type=int, help="training epochs")
+    parser.add_argument(
+        "--half-size-epochs",
+        type=int,
+        help="epochs at half the frame size before the full-size ones (0: none)",
+    )
+    parser.add_argument("--epochs", type=int, help="epochs at full size")
     parser.add_argument("--size", type=frame_size, metavar="HxW", help="frame size (128x256)")
     parser.add_argument(
         "--variation",
         type=fraction,
         help="how much the photos vary in lighting and texture, 0..1 (demo 0.2; data generate 1)",
+    )
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from random weights instead of the shipped pairs model",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training")
     parser.add_argument(
@@ -44,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.demo import PRESETS, DemoSettings, run_demo
 
     chosen = dict(PRESETS[args.preset])
-    for name in ("train_images", "val_images", "epochs", "variation"):
+    for name in ("train_images", "val_images", "half_size_epochs", "epochs", "variation"):
         if getattr(args, name) is not None:
             chosen[name] = getattr(args, name)
     if args.size is not None:
         chosen["height"], chosen["width"] = args.size
+    if args.from_scratch:
+        chosen["init_from"] = None
     run_demo(DemoSettings(out=args.out, seed=args.seed, **chosen), args.overrides)
     return 0

@@ -25,7 +25,10 @@ class DemoSettings:
     out: Path = Path("demo_out")
     train_images: int = 400
     val_images: int = 40
-    half_size_epochs: int = 20
+    half_size_epochs: int = 28
+    half_size_batch: int = 8
+    """Images per step at half size: twice those of the full size (demo.yaml: 4), half the
+    pixels per step; on this CPU it makes 1.4x as many images per second as batch 4."""
     epochs: int = 4
     height: int = 128
     width: int = 256
@@ -104,6 +107,7 @@ def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any
                 *common,
                 f"data.size=[{half[0]}, {half[1]}]",
                 f"train.epochs={settings.half_size_epochs}",
+                f"train.batch_size={settings.half_size_batch}",
                 f"train.val_every={settings.half_size_epochs}",
                 *([f"train.init_from={settings.init_from}"] if settings.init_from else []),
             ],

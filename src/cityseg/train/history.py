@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+CURVES_EVERY_S = 30.0
+"""Between validations, curves.png is redrawn at most this often (a drawing takes ~0.4 s)."""
 
 
 class RunHistory:
@@ -36,6 +39,8 @@ class RunHistory:
         self.curves_path = Path(run_dir) / CURVES_FILE
         self.records: list[dict[str, Any]] = []
         self.writer = None
+        self.drawn_at: float | None = None  # time.monotonic() of the last drawing
+        self.stale = False  # records not drawn yet
         if not enabled:
             return
         if self.path.is_file():
@@ -54,7 +59,8 @@ class RunHistory:
             self.writer.add_scalar(tag, value, step)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one epoch's record to metrics.jsonl and TensorBoard, and redraw curves.png."""
+        """Add one epoch's record to metrics.jsonl and TensorBoard, and redraw curves.png after a
+        validation, or when the last drawing is older than ``CURVES_EVERY_S``."""
         if not self.enabled:
             return
         self.records.append(record)
@@ -64,9 +70,19 @@ class RunHistory:
             if key not in ("epoch", "iteration") and _is_number(value):
                 self.writer.add_scalar(f"epoch/{key}", value, record["iteration"])
         self.writer.flush()
+        self.stale = True
+        waited = self.drawn_at is None or time.monotonic() - self.drawn_at >= CURVES_EVERY_S
+        if record.get("mean_iou") is not None or waited:
+            self.draw()
+
+    def draw(self) -> None:
         plot_curves(self.records, self.curves_path)
+        self.drawn_at, self.stale = time.monotonic(), False
 
     def close(self) -> None:
+        """Draw what is not drawn yet; close TensorBoard."""
+        if self.stale:
+            self.draw()
         if self.writer is not None:
             self.writer.close()
 

@@ -8,6 +8,7 @@ predicts a few validation images, and says where everything is and what it measu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -85,54 +86,7 @@ def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any
         variation=settings.variation,
     )
 
-    common = [
-        f"data.root={data_root}",
-        "data.format=cityscapes",
-        f"train.seed={settings.seed}",
-        *overrides,
-    ]
-    run_dir = out / "run"
-    if settings.half_size_epochs > 0:
-        half = (settings.height // 2, settings.width // 2)
-        step(
-            "train_half_size",
-            f"training a small U-Net (configuration: demo) at half size, {half[0]}x{half[1]}, "
-            f"for {settings.half_size_epochs} epochs"
-            + (f", starting from {settings.init_from}" if settings.init_from else ""),
-        )
-        half_run = out / "run_half_size"
-        _train_stage(
-            half_run,
-            [
-                *common,
-                f"data.size=[{half[0]}, {half[1]}]",
-                f"train.epochs={settings.half_size_epochs}",
-                f"train.batch_size={settings.half_size_batch}",
-                f"train.val_every={settings.half_size_epochs}",
-                *([f"train.init_from={settings.init_from}"] if settings.init_from else []),
-            ],
-        )
-        start_from = half_run / "checkpoint_last.pt"
-    else:
-        start_from = settings.init_from
-    step(
-        "train",
-        f"training at full size, {settings.height}x{settings.width}, for {settings.epochs} "
-        "epochs" + (f", from {start_from}" if start_from else ""),
-    )
-    _train_stage(
-        run_dir,
-        [
-            *common,
-            f"data.size=[{settings.height}, {settings.width}]",
-            f"train.epochs={settings.epochs}",
-            *(
-                [f"train.init_from={start_from}", "train.warmup_iterations=20"]
-                if start_from
-                else []
-            ),
-        ],
-    )
+    run_dir = _train_progressively(settings, data_root, out, list(overrides), step)
     checkpoint = run_dir / "checkpoint_best.pt"
 
     step("evaluate", "evaluating the best checkpoint on the validation split")
@@ -160,6 +114,66 @@ def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any
     }
     _print_summary(summary)
     return summary
+
+
+def _train_progressively(
+    settings: DemoSettings,
+    data_root: Path,
+    out: Path,
+    overrides: list[str],
+    step: Callable[[str, str], None],
+) -> Path:
+    """Train at half size (unless ``half_size_epochs`` is 0), then at full size from those
+    weights; return the final run folder."""
+    common = [
+        f"data.root={data_root}",
+        "data.format=cityscapes",
+        f"train.seed={settings.seed}",
+        *overrides,
+    ]
+    if settings.half_size_epochs > 0:
+        half = (settings.height // 2, settings.width // 2)
+        step(
+            "train_half_size",
+            f"training a small U-Net (configuration: demo) at half size, {half[0]}x{half[1]}, "
+            f"for {settings.half_size_epochs} epochs"
+            + (f", starting from {settings.init_from}" if settings.init_from else ""),
+        )
+        half_run = out / "run_half_size"
+        _train_stage(
+            half_run,
+            [
+                *common,
+                f"data.size=[{half[0]}, {half[1]}]",
+                f"train.epochs={settings.half_size_epochs}",
+                f"train.batch_size={settings.half_size_batch}",
+                f"train.val_every={settings.half_size_epochs}",
+                *([f"train.init_from={settings.init_from}"] if settings.init_from else []),
+            ],
+        )
+        start_from = half_run / "checkpoint_last.pt"
+    else:
+        start_from = settings.init_from
+    run_dir = out / "run"
+    step(
+        "train",
+        f"training at full size, {settings.height}x{settings.width}, for {settings.epochs} "
+        "epochs" + (f", from {start_from}" if start_from else ""),
+    )
+    _train_stage(
+        run_dir,
+        [
+            *common,
+            f"data.size=[{settings.height}, {settings.width}]",
+            f"train.epochs={settings.epochs}",
+            *(
+                [f"train.init_from={start_from}", "train.warmup_iterations=20"]
+                if start_from
+                else []
+            ),
+        ],
+    )
+    return run_dir
 
 
 def _train_stage(run_dir: Path, overrides: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cityseg.errors import ConfigError
+from cityseg.errors import CheckpointError, ConfigError
 from cityseg.model import UNet
 from cityseg.pretrained import pretrained_path
 from cityseg.train.setup import initialize_from
@@ -44,6 +44,12 @@ def test_init_from_a_shipped_name_reads_the_shipped_file():
     assert "pairs.pt" in note
 
 
+def test_a_shipped_name_wins_over_a_folder_without_a_checkpoint(tmp_path, monkeypatch):
+    (tmp_path / "pairs").mkdir()  # e.g. the Kaggle pairs data in the working directory
+    monkeypatch.chdir(tmp_path)
+    assert "pairs.pt" in initialize_from(UNet(widths=[16, 32, 64, 128, 256]), "pairs")
+
+
 def test_init_from_says_what_is_wrong(tiny_checkpoint, tmp_path):
     with pytest.raises(
         ConfigError, match=r"train.init_from=nothing: no such file.*shipped: .*pairs"
@@ -51,3 +57,5 @@ def test_init_from_says_what_is_wrong(tiny_checkpoint, tmp_path):
         initialize_from(UNet(base_width=8, depth=3), "nothing")
     with pytest.raises(ConfigError, match=r"another architecture \(model.widths: checkpoint"):
         initialize_from(UNet(base_width=16, depth=3), str(tiny_checkpoint))
+    with pytest.raises(CheckpointError, match="checkpoint_best.pt: checkpoint not found"):
+        initialize_from(UNet(base_width=8, depth=3), str(tmp_path))  # a folder without a run

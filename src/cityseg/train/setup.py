@@ -46,11 +46,10 @@ def initialize_from(model: torch.nn.Module, source: str) -> str:
     from cityseg.train import compat
     from cityseg.train.checkpoint import checkpoint_file, load_checkpoint
 
-    if Path(source).exists():
-        path = checkpoint_file(source)
-    elif source in available_pretrained():
+    path = checkpoint_file(source)
+    if not path.is_file() and source in available_pretrained():  # (a folder ./pairs is no run)
         path = pretrained_path(source)
-    else:
+    elif not Path(source).exists():
         shipped = ", ".join(available_pretrained()) or "none"
         raise ConfigError(
             f"train.init_from={source}: no such file or folder, and no shipped model of that "

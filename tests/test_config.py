@@ -124,6 +124,6 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_model_section_gives_unet_arguments():
-    assert "widths" not in load_config(None).model.unet_kwargs()
-    kwargs = load_config(None, ["model.widths=[8, 16, 32]"]).model.unet_kwargs()
+    assert "widths" not in load_config(None).model.model_kwargs()
+    kwargs = load_config(None, ["model.widths=[8, 16, 32]"]).model.model_kwargs()
     assert kwargs["widths"] == [8, 16, 32] and "base_width" not in kwargs and "depth" not in kwargs

@@ -68,30 +68,67 @@ class DataConfig:
     resized once (at ``size``), read instead of the PNG/JPEG files; checked against ``root``."""
 
 
+ENCODERS = Literal[
+    "unet",
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+]
+UNET_ONLY_KEYS = ("base_width", "depth", "widths")
+
+
 @dataclass
 class ModelConfig:
-    """The arguments of :class:`cityseg.model.UNet`; ``widths``, when set, replaces ``base_width``
-    and ``depth``."""
+    """The network: the plain U-Net (:class:`cityseg.model.UNet`, ``encoder: unet``) or a U-Net
+    decoder on an ImageNet-pretrained encoder (:class:`cityseg.model.EncoderUNet`)."""
 
+    encoder: ENCODERS = "unet"
+    """"unet" (trained from scratch) or a pretrained encoder: efficientnet-lite0/1/2 (weights
+    installed with cityseg), resnet18/34/50 or mobilenet_v2 (torchvision's published weights,
+    downloaded once into torch's hub cache)."""
+    encoder_weights: str | None = None
+    """Weights of a pretrained encoder: "imagenet" (the default for one), "none" (random), or a
+    path to a .pth / .safetensors state dict with the published parameter names."""
+    decoder_widths: list[int] | None = None
+    """Channels of the five decoder blocks of a pretrained encoder's U-Net, from stride 16 to 1;
+    null = [256, 128, 64, 32, 16]."""
     in_channels: int = 3
     num_classes: int = 19
     base_width: int = 32
+    """Plain U-Net: channels of the first level (doubling at each of ``depth`` levels)."""
     depth: int = 4
     widths: list[int] | None = None
+    """Plain U-Net: channels of every level; replaces ``base_width`` and ``depth``."""
     convs_per_block: int = 2
     norm: Literal["batch", "group", "none"] = "batch"
     upsampling: Literal["bilinear", "transpose"] = "bilinear"
     dropout: float = 0.0
     final_kernel: int = 1
 
-    def unet_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``UNet(**kwargs)``."""
+    def model_kwargs(self) -> dict[str, Any]:
+        """The network's constructor arguments (``cityseg.model.model_from_config(kwargs)``)."""
         kwargs = dataclasses.asdict(self)
+        del kwargs["encoder_weights"]
+        if self.encoder != "unet":
+            for key in UNET_ONLY_KEYS:
+                del kwargs[key]
+            return kwargs
+        del kwargs["encoder"], kwargs["decoder_widths"]
         if self.widths is not None:
             del kwargs["base_width"], kwargs["depth"]
         else:
             del kwargs["widths"]
         return kwargs
+
+    def weights(self) -> str | None:
+        """``encoder_weights`` resolved: "imagenet" for a pretrained encoder unless set."""
+        if self.encoder == "unet":
+            return None
+        return self.encoder_weights or "imagenet"
 
 
 @dataclass
@@ -148,6 +185,11 @@ class TrainConfig:
     """Start from these weights instead of random ones: a checkpoint .pt, a run folder, or the
     name of a shipped model ("pairs"). The model settings must match it, except num_classes
     (the classifier then starts random). A resumed run ignores it."""
+    encoder_lr_mult: float = 1.0
+    """Learning rate of a pretrained encoder relative to the rest (e.g. 0.1)."""
+    freeze_encoder_epochs: int = 0
+    """Keep a pretrained encoder (weights and BatchNorm statistics) frozen for the first N
+    epochs, so the random decoder does not disturb it."""
     sync_bn: bool = False
     """SyncBatchNorm across GPUs (only used with several CUDA processes)."""
     deterministic: bool = False
@@ -277,6 +319,25 @@ def check_config(config: Config) -> None:
     if loss.ohem_thresh is not None and not 0 < loss.ohem_thresh <= 1:
         problems.append(
             f"loss.ohem_thresh: expected a probability in (0, 1], got {loss.ohem_thresh}"
+        )
+    model = config.model
+    if model.encoder == "unet" and model.encoder_weights not in (None, "none"):
+        problems.append(
+            f"model.encoder_weights={model.encoder_weights}: the plain U-Net (model.encoder=unet) "
+            "has no pretrained weights; choose a pretrained model.encoder or leave it unset"
+        )
+    if model.decoder_widths is not None and (
+        len(model.decoder_widths) != 5 or min(model.decoder_widths) < 1
+    ):
+        problems.append(
+            f"model.decoder_widths: expected 5 positive widths (strides 16 to 1), "
+            f"got {model.decoder_widths}"
+        )
+    if train.encoder_lr_mult < 0:
+        problems.append(f"train.encoder_lr_mult: must be >= 0, got {train.encoder_lr_mult}")
+    if train.freeze_encoder_epochs < 0:
+        problems.append(
+            f"train.freeze_encoder_epochs: must be >= 0, got {train.freeze_encoder_epochs}"
         )
     if problems:
         raise ConfigError(*problems)

@@ -12,7 +12,8 @@ import torch
 from trainkit import write_scenes
 
 from cityseg.data import open_dataset
-from cityseg.train.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_model
+from cityseg.normalization import IMAGENET_NORMALIZATION
+from cityseg.train.checkpoint import load_model
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
 
 
@@ -27,8 +28,8 @@ def test_single_process_needs_no_process_group(monkeypatch):
 
 def pixel_accuracy(run_dir, root) -> float:
     model, meta = load_model(run_dir / "checkpoint_last.pt")
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
     correct = labelled = 0
     for image, target in open_dataset(root, "val"):
         x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - mean) / std

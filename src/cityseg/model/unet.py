@@ -6,13 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cityseg.model import complexity
+from cityseg.model.base import MIN_SIZE, SegmentationModel
 from cityseg.model.parts import NORMS, UPSAMPLINGS, ConvBlock, Down, OutConv, Up
 
-MIN_SIZE = 32
 CONFIG_KEYS = (
     "in_channels",
     "num_classes",
@@ -27,7 +25,7 @@ CONFIG_KEYS = (
 )
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """U-Net: an encoder of conv blocks that halve the resolution, a decoder that upsamples and
     concatenates the encoder's skip connection at each level, and a final conv to class logits.
 
@@ -64,6 +62,8 @@ class UNet(nn.Module):
         True
     """
 
+    CONFIG_KEYS = CONFIG_KEYS
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -95,6 +95,7 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = len(widths) - 1
+        self.multiple = 2**self.depth
         self.min_size = max(MIN_SIZE, 2**self.depth)
 
         block = {"convs": convs_per_block, "norm": norm}
@@ -110,41 +111,12 @@ class UNet(nn.Module):
         self.outc = OutConv(widths[0], num_classes, final_kernel)
         self._init_weights()
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments as a plain JSON/YAML-safe dict: ``UNet(**model.config)``."""
-        return {**self._config, "widths": list(self._config["widths"])}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> UNet:
-        """Build a UNet from ``model.config`` (or any dict of constructor arguments)."""
-        unknown = sorted(set(config) - set(CONFIG_KEYS))
-        if unknown:
-            raise ValueError(
-                f"UNet config has unknown keys {unknown}; known keys: {list(CONFIG_KEYS)}"
-            )
-        return cls(**config)
-
     def _init_weights(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d) and module is not self.outc:
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, num_classes, H, W) of a normalised float batch (N, in_channels, H, W)."""
-        self.check_input(x)
-        height, width = x.shape[-2], x.shape[-1]
-        # The padded size is written as multiple * ceil(size / multiple) and the crop as a negative
-        # pad (a copy, not a view) so that torch.export proves every shape for any height and width
-        # instead of specialising on the example input.
-        multiple = 2**self.depth
-        padded_height = (height + multiple - 1) // multiple * multiple
-        padded_width = (width + multiple - 1) // multiple * multiple
-        pad = (0, padded_width - width, 0, padded_height - height)
-        logits = self.forward_padded(F.pad(x, pad, mode="replicate"))
-        return F.pad(logits, [-amount for amount in pad])
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The network itself, for inputs whose height and width are multiples of ``2**depth``."""
@@ -155,39 +127,6 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.outc(x)
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ValueError naming the nearest valid shape if ``x`` cannot be segmented."""
-        if torch.jit.is_tracing():  # legacy ONNX export: a check would be frozen into the trace
-            return
-        shape = tuple(x.shape)
-        if x.dim() != 4:
-            hint = f" (add the batch dimension: {(1, *shape)})" if x.dim() == 3 else ""
-            raise ValueError(
-                f"UNet expects a 4-D input (N, {self.in_channels}, H, W), got shape {shape}{hint}"
-            )
-        n, channels, height, width = shape
-        if channels != self.in_channels or height < self.min_size or width < self.min_size:
-            nearest = (n, self.in_channels, max(height, self.min_size), max(width, self.min_size))
-            raise ValueError(
-                f"UNet expects input (N, {self.in_channels}, H, W) with H, W >= {self.min_size}, "
-                f"got {shape}; the nearest valid shape is {nearest}"
-            )
-
-    def count_parameters(self, trainable_only: bool = False) -> int:
-        """Number of parameters (only those that require a gradient if ``trainable_only``)."""
-        return complexity.count_parameters(self, trainable_only)
-
-    def count_macs(self, height: int, width: int) -> int:
-        """Exact conv multiply-adds of one forward pass on one (in_channels, height, width) image,
-        counted at the padded size that actually runs; see :func:`complexity.count_macs`."""
-        return complexity.count_macs(lambda: UNet(**self.config), self.in_channels, height, width)
-
-    def summary(self, height: int, width: int) -> str:
-        """One line, e.g. "UNet: 7.24 M parameters, 93.7 GMACs at 512x1024"."""
-        params = self.count_parameters() / 1e6
-        macs = self.count_macs(height, width) / 1e9
-        return f"UNet: {params:.2f} M parameters, {macs:.3g} GMACs at {height}x{width}"
 
 
 def _is_int(value: Any) -> bool:

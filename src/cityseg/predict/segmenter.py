@@ -15,9 +15,8 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.errors import ConfigError
+from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.pretrained import pretrained_path
-
-IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 class BaseSegmenter:
@@ -96,7 +95,8 @@ class Segmenter(BaseSegmenter):
         from cityseg.evaluate.inference import InferenceOptions, Predictor
 
         self.input_size = tuple(input_size) if input_size else None
-        self.normalization = dict(normalization or IMAGENET_NORMALIZATION)
+        default = getattr(model, "normalization", IMAGENET_NORMALIZATION)
+        self.normalization = dict(normalization or default)
         self.class_names = list(class_names)
         self.palette = np.asarray(palette, dtype=np.uint8)
         self.device = resolve_device(device)

@@ -40,8 +40,6 @@ from cityseg.errors import CheckpointError
 from cityseg.train import compat, faults
 
 FORMAT = "cityseg-checkpoint-v1"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "rng")
 """Keys that ``load_model`` leaves out of ``meta`` (large, and only useful to resume)."""
 
@@ -144,11 +142,11 @@ def load_model(
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained UNet (in eval mode, on ``device``) and the checkpoint's description ``meta``
     (everything but the weights and the optimiser/scaler/random states)."""
-    from cityseg.model import UNet
+    from cityseg.model import model_from_config
 
     state = load_checkpoint(path, device)
     try:
-        model = UNet.from_config(state["model_config"])
+        model = model_from_config(state["model_config"])
         problems = compat.state_dict_problems(model, state["model"])
         if problems:
             raise ValueError("; ".join(problems))

@@ -6,12 +6,14 @@ trainer when it resumes a run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cityseg.config import ModelConfig
 from cityseg.errors import CheckpointError
 from cityseg.labels import CLASS_NAMES
 
@@ -94,6 +96,7 @@ def check_resumable(
     differences = config_differences(state.get("model_config", {}), model.config)
     saved_section = (state.get("config") or {}).get("model")
     if differences and saved_section:  # say it in the user's terms: base_width, not widths
+        saved_section = {**dataclasses.asdict(ModelConfig()), **saved_section}  # older runs
         differences = config_differences(saved_section, model_section) or differences
     if differences:
         raise CheckpointError(

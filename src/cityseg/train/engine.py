@@ -54,7 +54,12 @@ from cityseg.train.precision import (
     configure_determinism,
     describe_runtime,
 )
-from cityseg.train.schedules import Patience, build_optimizer, build_schedule
+from cityseg.train.schedules import (
+    Patience,
+    build_optimizer,
+    build_schedule,
+    set_encoder_frozen,
+)
 from cityseg.train.setup import (
     batch_per_process,
     build_criterion,
@@ -137,7 +142,11 @@ class Trainer:
             )
         self.total_steps = cfg.max_iterations or cfg.epochs * self.steps_per_epoch
 
-        self.model = build_model(config.model, self.device, cfg.channels_last)
+        self.model, loaded = build_model(
+            config.model, self.device, cfg.channels_last, pretrained=resume_state is None
+        )
+        if loaded:
+            print_main(info, loaded)
         if cfg.init_from and resume_state is None:
             print_main(info, initialize_from(self.model, cfg.init_from))
         self.criterion, self.class_weights = build_criterion(
@@ -299,6 +308,7 @@ class Trainer:
 
         cfg = self.config.train
         self.train_model.train()
+        set_encoder_frozen(self.model, self.optimizer, self.epoch < cfg.freeze_encoder_epochs)
         micro_steps = self.steps_per_epoch * cfg.accumulate
         show = self.info.is_main and cfg.progress
         bar = tqdm(
@@ -468,9 +478,9 @@ class Trainer:
 
     def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not hasattr(self, "_mean_std"):
-            shape = (1, 3, 1, 1)
-            mean = torch.tensor(ckpt.IMAGENET_MEAN, device=self.device).view(shape)
-            std = torch.tensor(ckpt.IMAGENET_STD, device=self.device).view(shape)
+            shape, norm = (1, 3, 1, 1), checkpoint_header(self.config)["normalization"]
+            mean = torch.tensor(norm["mean"], device=self.device).view(shape)
+            std = torch.tensor(norm["std"], device=self.device).view(shape)
             self._mean_std = (mean, std)
         return self._mean_std
 
@@ -527,11 +537,15 @@ class Trainer:
             "is kept"
         )
 
+    def _architecture(self) -> str:
+        widths = self.model.config.get("widths") or self.model.config.get("decoder_widths")
+        return f"{self.model.describe()} widths {widths}"
+
     def _plan_line(self) -> str:
         cfg = self.config.train
         parameters = sum(p.numel() for p in self.model.parameters()) / 1e6
         return (
-            f"model UNet widths {self.model.config['widths']} ({parameters:.2f} M parameters) | "
+            f"model {self._architecture()} ({parameters:.2f} M parameters) | "
             f"batch {cfg.batch_size} = {self.info.world_size} process(es) x {self.batch_per_step} "
             f"x {cfg.accumulate} accumulation | {self.steps_per_epoch} steps/epoch, "
             f"{self.total_steps} in all | {cfg.optimizer} lr {cfg.lr:g}, {cfg.schedule} schedule"

@@ -16,8 +16,20 @@ from cityseg.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (with momentum) over all parameters of ``model``."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam, AdamW or SGD (with momentum) over all parameters of ``model``.
+
+    A pretrained encoder's parameters form a group of their own whose learning rate is
+    ``encoder_lr_mult`` times the schedule's (each group's ``lr_mult``).
+    """
+    encoder = getattr(model, "encoder", None)
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in in_encoder]
+    params = [{"params": rest, "lr_mult": 1.0, "name": "model"}]
+    if encoder is not None:
+        mult = config.encoder_lr_mult
+        encoder_params = [p for p in encoder.parameters() if p.requires_grad]
+        params.append({"params": encoder_params, "lr_mult": mult, "encoder_lr_mult": mult,
+                       "name": "encoder"})  # fmt: skip
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -84,7 +96,7 @@ class LRSchedule:
         """Set the optimiser's learning rate for step ``step`` and return it."""
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
     def observe(self, mean_iou: float) -> None:
@@ -99,6 +111,20 @@ class LRSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.plateau_scale = state["plateau_scale"]
         self.plateau.load_state_dict(state["plateau"])
+
+
+def set_encoder_frozen(model: nn.Module, optimizer: torch.optim.Optimizer, frozen: bool) -> None:
+    """Freeze (or thaw) a pretrained encoder: its learning rate is 0, so no optimiser moves its
+    weights (Adam, AdamW and SGD alike), and its BatchNorm layers use and keep their running
+    statistics. Call after ``model.train()``; a model without an encoder is left alone."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        return
+    for group in optimizer.param_groups:
+        if group.get("name") == "encoder":
+            group["lr_mult"] = 0.0 if frozen else group["encoder_lr_mult"]
+    if frozen:
+        encoder.eval()
 
 
 class Patience:

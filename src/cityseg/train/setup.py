@@ -16,23 +16,29 @@ from cityseg.config import Config, ModelConfig, config_to_dict
 from cityseg.data.loader import BadSample, ShardSampler, resolve_workers, worker_options
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
 from cityseg.labels import CLASS_NAMES, PALETTE
-from cityseg.train.checkpoint import FORMAT, IMAGENET_MEAN, IMAGENET_STD
+from cityseg.model import model_normalization
+from cityseg.train.checkpoint import FORMAT
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
 from cityseg.train.losses import SegmentationLoss, class_weights_from_counts, count_class_pixels
 
 
-def build_model(config: ModelConfig, device: torch.device, channels_last: bool) -> torch.nn.Module:
-    """The UNet of ``config`` on ``device`` (channels_last memory layout when asked)."""
-    from cityseg.model import UNet
+def build_model(
+    config: ModelConfig, device: torch.device, channels_last: bool, pretrained: bool = True
+) -> tuple[torch.nn.Module, str | None]:
+    """The network of ``config`` on ``device`` (channels_last memory layout when asked), its
+    pretrained encoder filled (unless ``pretrained`` is false: a resumed run loads its own
+    weights), and a line saying which weights were loaded (None if none)."""
+    from cityseg.model import init_encoder, model_from_config
 
     try:
-        model = UNet(**config.unet_kwargs())
+        model = model_from_config(config.model_kwargs())
+        loaded = init_encoder(model, config.weights()) if pretrained else None
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model
+    return model, loaded
 
 
 def initialize_from(model: torch.nn.Module, source: str) -> str:
@@ -96,7 +102,7 @@ def checkpoint_header(config: Config) -> dict[str, Any]:
         "format": FORMAT,
         "class_names": names,
         "palette": palette,
-        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "normalization": model_normalization(config.model.model_kwargs()),
         "input_size": list(size),
         "config": config_to_dict(config),
     }

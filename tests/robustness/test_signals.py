@@ -10,7 +10,7 @@ import pytest
 import torch
 from robustkit import Running, in_process, reference_run, same_weights, train_args, write_scenes
 
-from cityseg.train import faults
+from cityseg import faults
 
 
 @pytest.fixture(scope="module")

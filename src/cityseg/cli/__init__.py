@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import tempfile
+import traceback
 
-from cityseg import __version__
+from cityseg import __version__, processes
 from cityseg.errors import UserError
 
 
@@ -51,24 +54,62 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = " ".join(filter(None, ["cityseg", args.command, getattr(args, "data_command", None)]))
     try:
-        result = args.run(args)
+        result = run_command(args)
     except UserError as error:
         status = getattr(error, "exit_status", 2)  # 130/143: stopped on a signal, after saving
         for problem in error.problems:
             print(f"{command}: {'error: ' if status == 2 else ''}{problem}", file=sys.stderr)
         return status
-    except Exception as error:
-        if type(error).__name__ != "OutOfMemoryError":  # torch's, not imported here
-            raise
-        print(f"{command}: error: {out_of_memory_advice(error)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` or a closed pager
         sys.stderr.close()
         return 0
+    except Exception as error:
+        if type(error).__name__ == "OutOfMemoryError":  # torch's, not imported here
+            print(f"{command}: error: {out_of_memory_advice(error)}", file=sys.stderr)
+            return 2
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"{command}: {unexpected_error_line(error)}", file=sys.stderr)
+        return 1
+    finally:  # no worker may outlive the command, or keep it from ending
+        processes.stop_children()
     return int(result or 0)
+
+
+TRACEBACK_VARIABLE = "CITYSEG_TRACEBACK"
+
+
+def run_command(args: argparse.Namespace) -> int | None:
+    """The command's function; on any error, progress bars are closed first so that the error
+    starts a line of its own."""
+    try:
+        return args.run(args)
+    except BaseException:
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is not None:
+            for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+                bar.close()
+        raise
+
+
+def unexpected_error_line(error: BaseException) -> str:
+    """One line for an error cityseg did not foresee (a bug, or a case it should have checked):
+    what it was, and where its full traceback was written."""
+    text = traceback.format_exception(type(error), error, error.__traceback__)
+    handle, path = tempfile.mkstemp(prefix="cityseg-traceback-", suffix=".txt")
+    with os.fdopen(handle, "w") as file:
+        file.write("".join(text))
+    # An error raised in a DataLoader worker carries the worker's traceback in its message: its
+    # last line is the original error.
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    message = (lines[-1] if lines else "").removeprefix(f"{type(error).__name__}: ")[:300]
+    return (
+        f"internal error: {type(error).__name__}: {message} (the full traceback is in {path}; "
+        f"set {TRACEBACK_VARIABLE}=1 to print it; please report it)"
+    )
 
 
 def out_of_memory_advice(error: Exception) -> str:

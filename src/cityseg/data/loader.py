@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
+from cityseg import faults, processes
 from cityseg.config import DataConfig
 from cityseg.data.transforms import EvalTransform, TrainTransform
 from cityseg.errors import DataError, UserError
@@ -70,6 +71,7 @@ class AugmentedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
+        faults.reached("worker")
         try:
             image, target = self.dataset[index]
         except UserError as error:
@@ -231,9 +233,16 @@ def worker_options(workers: int, pin_memory: bool = False) -> dict:
     It has to be set in this process, before the workers fork: a forked worker that changes it
     waits forever on the thread pool it inherited.
     """
-    if workers:
-        cv2.setNumThreads(1)
-    return {"num_workers": workers, "pin_memory": pin_memory}
+    if not workers:
+        return {"num_workers": 0, "pin_memory": pin_memory}
+    cv2.setNumThreads(1)
+    processes.remember_parent()
+    return {"num_workers": workers, "pin_memory": pin_memory, "worker_init_fn": start_worker}
+
+
+def start_worker(worker_id: int) -> None:
+    """In a DataLoader worker: die with the command (see :mod:`cityseg.processes`)."""
+    processes.die_with_parent()
 
 
 def build_loaders(
@@ -256,7 +265,7 @@ def build_loaders(
     )
     common = worker_options(resolve_workers(config.workers, world_size), pin_memory)
     if common["num_workers"]:
-        common["worker_init_fn"] = ignore_stop_signals
+        common["worker_init_fn"] = start_training_worker
     train_set = AugmentedDataset(splits.train, transform, seed)
     if len(train_set) < batch_size * world_size:
         raise DataError(
@@ -276,10 +285,11 @@ def build_loaders(
     return train, val
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the training process, which finishes
-    its step and saves (a terminal or a scheduler signals every process of the job; a worker
-    that quit on them would break the step being finished)."""
+def start_training_worker(worker_id: int) -> None:
+    """In a training DataLoader worker: die with the training process, and leave Ctrl-C and
+    SIGTERM to it, which finishes its step and saves (a terminal or a scheduler signals every
+    process of the job; a worker that quit on them would break the step being finished)."""
+    processes.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

@@ -221,6 +221,9 @@ _WRITER: dict = {}
 def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -> None:
     import cv2
 
+    from cityseg import processes
+
+    processes.die_with_parent()
     cv2.setNumThreads(1)  # the processes are the parallelism
     _WRITER.update(dataset=dataset, size=size, native=native)
     _WRITER["images"] = np.load(folder / IMAGES_FILE, mmap_mode="r+")

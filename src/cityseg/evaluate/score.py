@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from cityseg import processes
+from cityseg.data.io import read_unchanged
 from cityseg.errors import DataError
 from cityseg.evaluate.metrics import summarize
 from cityseg.evaluate.official import LabelIdError, OfficialCounts
@@ -114,7 +115,11 @@ def _raise_problems(problems: list[str]) -> None:
 
 
 def _read(path: Path) -> np.ndarray | None:
-    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """The image as stored, or None when it cannot be read (bounded: see ``data.io``)."""
+    try:
+        return read_unchanged(path)
+    except DataError:
+        return None
 
 
 def read_prediction(path: Path) -> np.ndarray | None:
@@ -184,6 +189,7 @@ def _prepare_worker() -> None:
     memory instead of faulting in fresh pages (about 15% of a frame's CPU time). Nothing here
     touches OpenCV's thread pool: a forked child that does can hang on the parent's pool.
     """
+    processes.die_with_parent()
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6")
@@ -206,6 +212,7 @@ def _count_in_parallel(frames: list[ScoreFrame], workers: int) -> tuple[Official
         return count_frames(frames)
     chunks = [frames[start :: workers * 4] for start in range(workers * 4)]
     method = "fork" if sys.platform.startswith("linux") else None
+    processes.remember_parent()
     with multiprocessing.get_context(method).Pool(workers, initializer=_prepare_worker) as pool:
         results = pool.map(count_frames, [chunk for chunk in chunks if chunk])
     counts = OfficialCounts()

@@ -25,19 +25,20 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
-import pickle
 import random
+import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cityseg import faults, limits
 from cityseg.errors import CheckpointError
-from cityseg.train import compat, faults
+from cityseg.train import compat
 
 FORMAT = "cityseg-checkpoint-v1"
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "rng")
@@ -51,7 +52,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:
-            torch.save(state, file)
+            try:
+                torch.save(state, file)
+            except RuntimeError as error:  # torch's writer says "unexpected pos" on a full disk
+                raise _write_error(path, error) from None
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp made it private (0600)
@@ -61,6 +65,13 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def _write_error(path: Path, error: RuntimeError) -> OSError:
+    """The OSError behind a failed ``torch.save``: ENOSPC when the disk is (nearly) full."""
+    full = shutil.disk_usage(path.parent).free < 64 * 2**20
+    code = errno.ENOSPC if full else errno.EIO
+    return OSError(code, os.strerror(code) + ("" if full else f" ({_last_line(error)})"))
 
 
 def remove_partial_writes(folder: str | Path) -> list[Path]:
@@ -105,11 +116,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
 
     A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``)."""
     path = checkpoint_file(path)
+    problem = limits.regular_file_problem(path, limits.MAX_CHECKPOINT_BYTES)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; give a .pt file written by training")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; give a .pt file written by training")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - whatever a damaged or foreign file raises
         unsafe = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
         if unsafe is not None:
             raise CheckpointError(

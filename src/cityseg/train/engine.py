@@ -31,12 +31,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cityseg import faults
 from cityseg.config import Config, config_to_dict, save_config
 from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch, to_device
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.labels import IGNORE_INDEX
 from cityseg.train import checkpoint as ckpt
-from cityseg.train import compat, faults, guard
+from cityseg.train import compat, guard
 from cityseg.train.distributed import (
     DistInfo,
     all_reduce_sum,

@@ -6,9 +6,12 @@ time (default: the first) this process reaches ``point``:
 * ``pause:<point>``: print ``CITYSEG_TEST_FAULT paused at <point>`` on stderr and wait for a
   signal, so that a test can kill or interrupt the process exactly there. Points: ``save`` (a
   checkpoint is written to its temporary file but not yet renamed), ``step`` (after an optimiser
-  step), ``validate`` (before a validation batch).
+  step), ``validate`` (before a validation batch), ``evaluate`` (before an image of
+  ``cityseg evaluate``).
 * ``nan:loss``: the loss of that training micro-step becomes NaN.
 * ``oom:forward``: that training forward pass raises ``torch.OutOfMemoryError``.
+* ``raise:<point>``: raise a RuntimeError there, as a bug would. Points: ``forward``, ``loss``,
+  ``validate``, ``worker`` (a training item read in a DataLoader worker).
 
 It is for tests only: unset, every call here returns at once and changes nothing.
 """
@@ -51,5 +54,7 @@ def reached(point: str) -> str | None:
             if action == "pause":
                 print(f"{VARIABLE} paused at {point}", file=sys.stderr, flush=True)
                 signal.pause()  # until a signal arrives (and its handler has run)
+            if action == "raise":
+                raise RuntimeError(f"fault injected at {point} ({VARIABLE})")
             return action
     return None

@@ -1,0 +1,55 @@
+"""Lifetimes of the processes a command starts: no worker outlives the command, none keeps it
+from ending.
+
+A DataLoader worker asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG`` on
+Linux), so a command killed from outside leaves no orphan. The command itself kills whatever
+children are left before it exits (:func:`stop_children`), so an error never waits on a worker
+that ignores SIGTERM (training workers leave SIGTERM to the training loop, which saves first).
+No torch import here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+
+_PR_SET_PDEATHSIG = 1
+_parent_pid: int | None = None
+
+
+def remember_parent() -> None:
+    """Record this process as the parent of the workers about to be started."""
+    global _parent_pid
+    _parent_pid = os.getpid()
+
+
+def die_with_parent() -> None:
+    """In a worker: be killed (SIGKILL) as soon as the parent process ends, and end at once if
+    it already has. Without ``prctl`` (not Linux) the workers' own parent watchdog remains."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)  # the parent died before prctl took effect
+
+
+def stop_children(timeout: float = 5.0) -> None:
+    """Kill and reap every child process this process still has (multiprocessing's)."""
+    children = multiprocessing.active_children()
+    if children and hasattr(signal, "SIGCHLD"):
+        # torch's DataLoader raises from its SIGCHLD handler when a worker dies: here that is
+        # the point, not an error.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        try:
+            child.kill()
+        except (OSError, ValueError):  # already gone or closed
+            pass
+    for child in children:
+        child.join(timeout)

@@ -17,6 +17,7 @@ No torch import here: the CLI reads configurations before it starts the heavy ma
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from cityseg import limits
 from cityseg.errors import ConfigError
 
 
@@ -224,12 +226,18 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        problem = limits.regular_file_problem(path, limits.MAX_CONFIG_BYTES)
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem}; give a YAML configuration file")
         if not path.is_file():
             raise ConfigError(f"{path}: configuration file not found; give an existing YAML file")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error}); fix the file") from None
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8); give a YAML file") from None
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
+        values = _parse_yaml(text, f"{path}: not valid YAML", "fix the file") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
     return config_from_dict(apply_overrides(values, overrides), source=str(path or "command line"))
@@ -237,7 +245,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """A copy of a config dict with each ``section.key=value`` applied (the value read as YAML)."""
-    values = {section: dict(keys or {}) for section, keys in values.items()}
+    values = {
+        section: dict(keys) if isinstance(keys, dict) else keys or {}
+        for section, keys in values.items()
+    }
     for override in overrides:
         name, equals, text = override.partition("=")
         section, dot, key = name.strip().partition(".")
@@ -246,12 +257,24 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 f"override {override!r}: expected section.key=value, e.g. train.lr=0.01"
             )
         _check_key(section, key, f"override {override!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
-        values.setdefault(section, {})[key] = value
+        value = _parse_yaml(text, f"override {override!r}: the value is not valid YAML", "")
+        if not isinstance(values.setdefault(section, {}), dict):
+            raise ConfigError(
+                f"override {override!r}: section {section!r} of the file is not a mapping of keys"
+            )
+        values[section][key] = value
     return values
+
+
+def _parse_yaml(text: str, what: str, fix: str) -> Any:
+    """``yaml.safe_load(text)``; any failure (bad syntax, tags, nesting too deep) a ConfigError."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        reason = " ".join(str(error).split())[:200]
+    except (ValueError, TypeError, RecursionError, OverflowError) as error:  # odd scalars
+        reason = f"{type(error).__name__}: {error}"[:200]
+    raise ConfigError(f"{what} ({reason}){'; ' + fix if fix else ''}")
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
@@ -284,9 +307,44 @@ def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
+NUM_CLASSES = 19  # the Cityscapes training classes (trainIds 0-18) every reader yields
+IMAGE_CHANNELS = 3  # every reader yields RGB
+
+
 def check_config(config: Config) -> None:
-    """Raise ConfigError for values of the right type that cannot work together."""
-    data, train, loss = config.data, config.train, config.loss
+    """Raise ConfigError naming every value that makes no sense: not finite, out of range, or
+    inconsistent with another value or with the data cityseg reads (19 classes, RGB)."""
+    problems = _nonfinite(config)
+    if not problems:  # ranges of NaN would only confuse
+        problems = _check_data(config.data) + _check_model(config) + _check_train(config)
+    if problems:
+        raise ConfigError(*problems)
+
+
+def _nonfinite(config: Config) -> list[str]:
+    problems = []
+    for section in SECTIONS:
+        for key, value in dataclasses.asdict(getattr(config, section)).items():
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                problems.append(f"{section}.{key}: must be a finite number, got {value}")
+    return problems
+
+
+def _range(name: str, value: float | None, low: float, high: float = math.inf,
+           low_open: bool = False, high_open: bool = False) -> list[str]:  # fmt: skip
+    """``["name: expected a value in [low, high], got value"]`` when it lies outside."""
+    if value is None:
+        return []
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if above and below:
+        return []
+    bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return [f"{name}: expected a value in {bounds}, got {value}"]
+
+
+def _check_data(data: DataConfig) -> list[str]:
     problems = []
     for name in ("size", "crop"):
         size = getattr(data, name)
@@ -296,31 +354,37 @@ def check_config(config: Config) -> None:
         problems.append("data.size and data.crop are both null; set one so batches share a size")
     if len(data.scale) != 2 or not 0 < data.scale[0] <= data.scale[1]:
         problems.append(f"data.scale: expected [min, max] with 0 < min <= max, got {data.scale}")
-    if not 0 <= data.val_fraction < 1:
+    elif data.size is not None and data.crop is not None and len(data.size) == len(data.crop) == 2:
+        largest = [round(side * data.scale[1]) for side in data.size]
+        if data.crop[0] > largest[0] or data.crop[1] > largest[1]:
+            problems.append(
+                f"data.crop {data.crop} is larger than the largest scaled image {largest} "
+                f"(data.size {data.size} x data.scale max {data.scale[1]:g}): the crops would "
+                "be mostly padding; choose a smaller data.crop or a larger data.size"
+            )
+    problems += _range("data.val_fraction", data.val_fraction, 0, 1, high_open=True)
+    problems += _range("data.hflip", data.hflip, 0, 1)
+    problems += _range("data.color_jitter", data.color_jitter, 0, 1, high_open=True)
+    problems += _range("data.rotation", data.rotation, 0, 180)
+    problems += _range("data.max_images", data.max_images, 1)
+    problems += _range("data.max_val_images", data.max_val_images, 1)
+    if data.workers != "auto":
+        problems += _range("data.workers", data.workers, 0, 64)
+    return problems
+
+
+def _check_model(config: Config) -> list[str]:
+    model, loss, problems = config.model, config.loss, []
+    if model.in_channels != IMAGE_CHANNELS:
         problems.append(
-            f"data.val_fraction: expected a fraction in [0, 1), got {data.val_fraction}"
+            f"model.in_channels={model.in_channels}: the training images are RGB; "
+            f"set model.in_channels={IMAGE_CHANNELS}"
         )
-    if not 0 <= data.hflip <= 1:
-        problems.append(f"data.hflip: expected a probability in [0, 1], got {data.hflip}")
-    if not 0 <= data.color_jitter < 1:
+    if model.num_classes != NUM_CLASSES:
         problems.append(
-            f"data.color_jitter: expected a strength in [0, 1), got {data.color_jitter}"
+            f"model.num_classes={model.num_classes}: the data has the {NUM_CLASSES} Cityscapes "
+            f"training classes (trainIds 0-18); set model.num_classes={NUM_CLASSES}"
         )
-    for name in ("epochs", "batch_size", "accumulate", "val_every", "log_every"):
-        if getattr(train, name) < 1:
-            problems.append(f"train.{name}: must be at least 1, got {getattr(train, name)}")
-    if train.lr <= 0:
-        problems.append(f"train.lr: must be positive, got {train.lr}")
-    if isinstance(loss.class_weights, list) and len(loss.class_weights) != config.model.num_classes:
-        problems.append(
-            f"loss.class_weights: {len(loss.class_weights)} weights given for "
-            f"{config.model.num_classes} classes"
-        )
-    if loss.ohem_thresh is not None and not 0 < loss.ohem_thresh <= 1:
-        problems.append(
-            f"loss.ohem_thresh: expected a probability in (0, 1], got {loss.ohem_thresh}"
-        )
-    model = config.model
     if model.encoder == "unet" and model.encoder_weights not in (None, "none"):
         problems.append(
             f"model.encoder_weights={model.encoder_weights}: the plain U-Net (model.encoder=unet) "
@@ -333,14 +397,57 @@ def check_config(config: Config) -> None:
             f"model.decoder_widths: expected 5 positive widths (strides 16 to 1), "
             f"got {model.decoder_widths}"
         )
-    if train.encoder_lr_mult < 0:
-        problems.append(f"train.encoder_lr_mult: must be >= 0, got {train.encoder_lr_mult}")
-    if train.freeze_encoder_epochs < 0:
+    for name, largest in (("base_width", 1024), ("depth", 10), ("convs_per_block", 8)):
+        problems += _range(f"model.{name}", getattr(model, name), 1, largest)
+    for name in ("widths", "decoder_widths"):
+        if max(getattr(model, name) or [0]) > 8192:
+            problems.append(f"model.{name}: widths above 8192 channels, got {getattr(model, name)}")
+    problems += _range("model.dropout", model.dropout, 0, 1, high_open=True)
+    if model.final_kernel not in (1, 3):
+        problems.append(f"model.final_kernel: expected 1 or 3, got {model.final_kernel}")
+    depth = len(model.widths) - 1 if model.widths else model.depth
+    side = min(config.data.crop or config.data.size or [0])
+    if model.encoder == "unet" and side and depth >= 1 and 2**depth > side:
         problems.append(
-            f"train.freeze_encoder_epochs: must be >= 0, got {train.freeze_encoder_epochs}"
+            f"model.depth={depth}: the network halves the image {depth} times (to 1/{2**depth}), "
+            f"more than the {side}-pixel side of the training images allows; choose "
+            f"model.depth <= {int(math.log2(side))}"
         )
-    if problems:
-        raise ConfigError(*problems)
+    if isinstance(loss.class_weights, list):
+        if len(loss.class_weights) != model.num_classes:
+            problems.append(
+                f"loss.class_weights: {len(loss.class_weights)} weights given for "
+                f"{model.num_classes} classes"
+            )
+        if min(loss.class_weights, default=0) < 0 or sum(loss.class_weights) <= 0:
+            problems.append(
+                f"loss.class_weights: weights must be >= 0 and not all 0, got {loss.class_weights}"
+            )
+    problems += _range("loss.ohem_thresh", loss.ohem_thresh, 0, 1, low_open=True)
+    problems += _range("loss.ohem_min_kept", loss.ohem_min_kept, 1)
+    problems += _range("loss.label_smoothing", loss.label_smoothing, 0, 1, high_open=True)
+    return problems
+
+
+def _check_train(config: Config) -> list[str]:
+    train, problems = config.train, []
+    for name in ("epochs", "batch_size", "accumulate", "val_every", "log_every"):
+        problems += _range(f"train.{name}", getattr(train, name), 1, 10**7)
+    problems += _range("train.max_iterations", train.max_iterations, 1)
+    problems += _range("train.lr", train.lr, 0, low_open=True)
+    problems += _range("train.min_lr", train.min_lr, 0, train.lr, high_open=True)
+    problems += _range("train.momentum", train.momentum, 0, 1, high_open=True)
+    problems += _range("train.weight_decay", train.weight_decay, 0)
+    problems += _range("train.warmup_iterations", train.warmup_iterations, 0)
+    problems += _range("train.poly_power", train.poly_power, 0, low_open=True)
+    problems += _range("train.plateau_factor", train.plateau_factor, 0, 1, True, True)
+    problems += _range("train.plateau_patience", train.plateau_patience, 1)
+    problems += _range("train.early_stopping", train.early_stopping, 1)
+    problems += _range("train.clip_grad_norm", train.clip_grad_norm, 0, low_open=True)
+    problems += _range("train.encoder_lr_mult", train.encoder_lr_mult, 0)
+    problems += _range("train.freeze_encoder_epochs", train.freeze_encoder_epochs, 0)
+    problems += _range("train.seed", train.seed, 0, 2**63 - 1)
+    return problems
 
 
 def _check_key(section: str, key: str, where: str) -> None:
@@ -364,7 +471,7 @@ def _section_from_dict(section: str, keys: dict, source: str, problems: list[str
             continue
         try:
             kwargs[key] = _coerce(value, hints[key])
-        except ValueError as error:
+        except (ValueError, OverflowError) as error:
             problems.append(f"{source}: {section}.{key}: expected {error}, got {value!r}")
     return cls(**kwargs)
 
@@ -398,12 +505,15 @@ def _coerce(value: Any, kind: Any) -> Any:
             return int(value)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > 2**1000:
+                raise ValueError(_describe(kind))
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
                 return float(value)
             except ValueError:
                 pass
+        raise ValueError(_describe(kind))
     elif kind is str:
         if isinstance(value, str):
             return value

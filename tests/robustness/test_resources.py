@@ -146,4 +146,4 @@ def test_unwritable_output_folder_of_predict_and_evaluate(
     args = [command, str(trained), *inputs, "--out", str(blocker / "out"), "--no-progress"]
     assert in_process(*args) == 2
     err = one_error_line(capsys)
-    assert f"{blocker}/out: cannot be used as the output folder" in err
+    assert f"{blocker}/out: cannot be created because {blocker} is a file" in err

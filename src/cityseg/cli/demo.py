@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cityseg.demo import PRESETS, DemoSettings, run_demo
+    from cityseg.errors import ConfigError
+    from cityseg.outputs import check_output_folder
+
+    check_output_folder(args.out)
 
     chosen = dict(PRESETS[args.preset])
     for name in ("train_images", "val_images", "half_size_epochs", "epochs", "variation"):
@@ -59,6 +63,16 @@ def run(args: argparse.Namespace) -> int:
             chosen[name] = getattr(args, name)
     if args.size is not None:
         chosen["height"], chosen["width"] = args.size
+    lowest = {"train_images": 8, "val_images": 1, "half_size_epochs": 0, "epochs": 1}
+    problems = [
+        f"--{name.replace('_', '-')} {chosen[name]}: must be at least {low}"
+        for name, low in lowest.items()
+        if chosen[name] < low
+    ]
+    if args.seed < 0:
+        problems.append(f"--seed {args.seed}: must be at least 0")
+    if problems:
+        raise ConfigError(*problems)
     if args.from_scratch:
         chosen["init_from"] = None
     run_demo(DemoSettings(out=args.out, seed=args.seed, **chosen), args.overrides)

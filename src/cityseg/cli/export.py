@@ -32,10 +32,12 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from cityseg.export import export_checkpoint
+    from cityseg.outputs import check_output_file
 
     checkpoint = args.checkpoint
     out = args.out or (checkpoint / "model.onnx" if checkpoint.is_dir() else None)
     out = out or checkpoint.with_suffix(".onnx")
+    check_output_file(out)
     result = export_checkpoint(checkpoint, out, args.opset, args.dynamo, not args.no_verify)
     megabytes = result.path.stat().st_size / 1e6
     print(

@@ -42,6 +42,7 @@ def run(args) -> int:
     from cityseg.evaluate.metrics import format_table
     from cityseg.evaluate.official import format_official
     from cityseg.evaluate.score import score_predictions
+    from cityseg.outputs import check_output_file
 
     if not args.gt:
         raise UserError(
@@ -49,6 +50,8 @@ def run(args) -> int:
         )
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
+    if args.out:
+        check_output_file(Path(args.out))
     start = time.perf_counter()
     result = score_predictions(Path(args.pred_dir), Path(args.gt), args.split, args.workers)
     seconds = time.perf_counter() - start

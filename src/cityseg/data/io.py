@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cityseg import limits
 from cityseg.errors import DataError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -92,6 +93,16 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def read_unchanged(path: Path) -> np.ndarray:
+    """Decode a PNG or JPEG as stored (any channels, 8 or 16 bits), after the same checks as
+    every reader here: a regular file, size and pixel limits, end marker.
+
+    Raises:
+        DataError: missing, unreadable, too large, truncated or undecodable file.
+    """
+    return _decode(path, cv2.IMREAD_UNCHANGED)
+
+
 def read_label_png(path: Path) -> np.ndarray:
     """Decode a single-channel 8-bit label PNG (labelIds or labelTrainIds) as uint8 (H, W).
 
@@ -135,9 +146,24 @@ def _decode(path: Path, flags: int) -> np.ndarray:
 
 
 def _read_complete(path: Path) -> bytes:
+    """The whole file (a regular file within the size limit, see ``_read_head``), checked for
+    its end marker and for an image header within the pixel limit before anything decodes it."""
     data = _read_head(path, None)
     _check_end_marker(path, data[:8], data[-_TAIL_BYTES:])
+    header = _header_of(path, data)
+    problem = limits.pixels_problem(header.width, header.height)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
     return data
+
+
+def _header_of(path: Path, data: bytes) -> ImageHeader:
+    if data.startswith(PNG_SIGNATURE):
+        return _png_header(path, data[:_HEAD_BYTES])
+    header = _jpeg_header(data)
+    if header is None:
+        raise DataError(f"{path}: JPEG without a frame header (truncated or corrupt); {_REPLACE}")
+    return header
 
 
 def _imdecode(path: Path, data: bytes, flags: int) -> np.ndarray:
@@ -166,6 +192,10 @@ def _palette_indices(path: Path, data: bytes) -> np.ndarray:
 
 
 def _read_head(path: Path, size: int | None) -> bytes:
+    """The first ``size`` bytes (all when None) of a regular file within the size limit."""
+    problem = limits.regular_file_problem(path, limits.MAX_IMAGE_BYTES)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
     try:
         with open(path, "rb") as file:
             data = file.read() if size is None else file.read(size)

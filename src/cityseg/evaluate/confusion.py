@@ -108,11 +108,13 @@ class ConfusionMatrix:
             self._counts = self._counts.to(pred.device)
             self._device_fixed = True
         k = self.num_classes
-        targets = target.reshape(-1).to(self._counts.device, torch.int32)
-        preds = pred.reshape(-1).to(self._counts.device, torch.int32)
+        # The range is checked in the ids' own type, before the narrowing to int32 (where
+        # 2**32 + 3 would become 3).
+        targets = target.reshape(-1).to(self._counts.device)
+        preds = pred.reshape(-1).to(self._counts.device)
         valid = (targets >= 0) & (targets < k) & (preds >= 0) & (preds < k)
         rejected = (targets != self.ignore_index).to(torch.int32) + k * k  # k*k: ignored
-        index = torch.where(valid, targets * k + preds, rejected)
+        index = torch.where(valid, targets.to(torch.int32) * k + preds.to(torch.int32), rejected)
         counts = torch.bincount(index, minlength=k * k + 2)
         if counts[k * k + 1] > 0:
             bad = ~valid & (targets != self.ignore_index)

@@ -52,19 +52,21 @@ def state_dict_problems(model: torch.nn.Module, weights: Mapping[str, Any]) -> l
 
 
 def check_class_names(path: Path, class_names: Sequence[str] | None, num_classes: int) -> None:
-    """A checkpoint's classes must be Cityscapes' 19 (in trainId order) or a generic set of
-    ``num_classes`` ("class_0", ...): anything else would be scored and coloured as wrong classes.
-    """
-    if class_names is None:
-        return
-    names = list(class_names)
+    """A checkpoint's classes must be Cityscapes' 19, in trainId order: anything else would be
+    scored against the data and written as labelIds as wrong classes."""
+    names = list(class_names) if class_names is not None else list(CLASS_NAMES)[:num_classes]
     if len(names) != num_classes:
         raise CheckpointError(
             f"{path}: {len(names)} class names for a model of {num_classes} classes; "
             "the file is damaged or was edited"
         )
     if num_classes != len(CLASS_NAMES):
-        return
+        raise CheckpointError(
+            f"{path}: a model of {num_classes} classes ({', '.join(names[:3])}, ...), but the "
+            f"data readers, metrics and label tables of cityseg have the {len(CLASS_NAMES)} "
+            "Cityscapes classes (trainIds 0-18): its ids would be scored and written as wrong "
+            "classes; use a checkpoint trained on those 19 classes"
+        )
     differing = [
         f"trainId {index}: {name!r} (expected {expected!r})"
         for index, (name, expected) in enumerate(zip(names, CLASS_NAMES, strict=True))

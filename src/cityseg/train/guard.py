@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import errno
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from cityseg.errors import ConfigError, UserError
+from cityseg.outputs import check_output_folder, existing_ancestor
 
 CHECKPOINT_COPIES = 3
 """``checkpoint_last.pt``, ``checkpoint_best.pt`` and the temporary file of the next write."""
@@ -22,29 +22,9 @@ class TrainingFailed(UserError):
     """The run cannot go on (divergence, out of memory, full disk); the last checkpoint is kept."""
 
 
-def existing_ancestor(path: Path) -> Path:
-    """``path`` itself or its nearest ancestor that exists."""
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def check_writable(run_dir: Path) -> None:
     """Raise ConfigError unless ``run_dir`` exists as a writable folder or can be created."""
-    ancestor = existing_ancestor(run_dir)
-    if not ancestor.is_dir():
-        raise ConfigError(
-            f"{run_dir}: cannot be created because {ancestor} is a file, not a folder; "
-            "choose another --out"
-        )
-    try:
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as error:
-        raise ConfigError(
-            f"{run_dir}: cannot write into {ancestor} ({error.strerror}); choose another --out"
-        ) from None
+    check_output_folder(run_dir, "--out")
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

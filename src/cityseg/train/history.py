@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,18 @@ class RunHistory:
             self.draw()
 
     def draw(self) -> None:
-        plot_curves(self.records, self.curves_path)
+        """Redraw curves.png; a picture that cannot be written (a full disk) is a warning, not
+        the end of the run: the checkpoints and metrics.jsonl are what resume needs."""
+        try:
+            plot_curves(self.records, self.curves_path)
+        except OSError as error:
+            self.curves_path.with_name(f".{self.curves_path.stem}.tmp.png").unlink(missing_ok=True)
+            print(
+                f"warning: {self.curves_path}: not redrawn ({error.strerror or error}); "
+                "training goes on",
+                file=sys.stderr,
+                flush=True,
+            )
         self.drawn_at, self.stale = time.monotonic(), False
 
     def close(self) -> None:

@@ -48,7 +48,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cityseg.data.prepare import prepare_cache
+    from cityseg.outputs import check_output_folder
 
+    check_output_folder(args.out)
     results = prepare_cache(
         args.root,
         args.out,

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cityseg import limits
 from cityseg.errors import ConfigError
 from cityseg.model.encoders import ENCODERS, EncoderSpec
 
@@ -74,10 +75,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth``/``.pt`` (read ``weights_only``) or ``.safetensors`` file."""
     path = Path(path)
     where = f"model.encoder_weights={path}"
+    problem = limits.regular_file_problem(path, MAX_WEIGHTS_BYTES)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     if not path.is_file():
         raise ConfigError(f"{where}: no such file; give a .pth or .safetensors state dict")
-    if path.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise ConfigError(f"{where}: larger than 1 GiB, not an encoder's weights file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file  # optional dependency

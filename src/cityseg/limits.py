@@ -1,0 +1,53 @@
+"""How much cityseg reads from one file, and how large an image it decodes: every reader checks
+these before reading, so a device file, a runaway symlink or a giant image is refused with one
+line instead of filling the memory. No torch import here.
+
+``CITYSEG_MAX_PIXELS`` raises the pixel limit for users with larger photos.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+MAX_IMAGE_BYTES = 512 * 2**20
+"""A PNG or JPEG larger than this is refused before reading (a 2048x1024 frame is ~2-4 MB)."""
+MAX_CONFIG_BYTES = 2**20
+MAX_CHECKPOINT_BYTES = 8 * 2**30
+DEFAULT_MAX_PIXELS = 100_000_000
+"""An image of more pixels than this (e.g. 10000 x 10000) is refused before decoding."""
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``CITYSEG_MAX_PIXELS`` when set to a positive integer, else 100 M."""
+    value = os.environ.get("CITYSEG_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+def regular_file_problem(path: Path, max_bytes: int) -> str | None:
+    """Why ``path`` may not be read even though it exists: not a regular file (a device, a pipe),
+    or larger than ``max_bytes``; None otherwise, also when it is missing, a folder or cannot be
+    looked at (the reader names those in its own terms)."""
+    try:
+        info = os.stat(path)  # follows symbolic links: their target is what would be read
+    except OSError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a device, pipe or socket); give a file"
+    if info.st_size > max_bytes:
+        return f"{info.st_size / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB limit"
+    return None
+
+
+def pixels_problem(width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` may not be decoded, or None."""
+    limit = max_pixels()
+    if width * height > limit:
+        return (
+            f"{width}x{height} pixels, more than the {limit:,} pixel limit; downscale it, or "
+            "raise CITYSEG_MAX_PIXELS"
+        )
+    return None

@@ -1,0 +1,48 @@
+"""Can a command write where it was told to? Checked before any work, so that a read-only or
+misnamed output fails in a second instead of after the work. No torch import here."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from cityseg.errors import ConfigError
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself or its nearest ancestor that exists."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Raise ConfigError unless ``folder`` is a writable folder or can be created as one."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: is a file, not a folder; choose another {option}")
+    _check_can_create_in(folder, existing_ancestor(folder), option)
+
+
+def check_output_file(file: Path, option: str = "--out") -> None:
+    """Raise ConfigError unless ``file`` can be written (replaced if it exists)."""
+    file = Path(file)
+    if file.is_dir():
+        raise ConfigError(f"{file}: is a folder; give a file name to {option}")
+    _check_can_create_in(file, existing_ancestor(file.parent), option)
+
+
+def _check_can_create_in(target: Path, ancestor: Path, option: str) -> None:
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"{target}: cannot be created because {ancestor} is a file, not a folder; "
+            f"choose another {option}"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"{target}: cannot write into {ancestor} ({error.strerror}); choose another {option}"
+        ) from None

@@ -7,11 +7,14 @@ Conventions, shared by every function here:
 * It may carry one extra last column: pixels of class ``i`` predicted as no class at all (a void
   labelId in a submission). They are misses (false negatives, wrong for accuracy) and count for
   no class's false positives, exactly as the official Cityscapes script counts them.
-* A value whose denominator is zero is undefined: NaN in arrays, ``None`` in :func:`summarize`,
-  and left out of every mean (never a silent 0). IoU and F1 are undefined only for a class absent
-  from both ground truth and prediction (``absent_classes``); precision is undefined for a class
-  never predicted, recall for a class absent from the ground truth, specificity for a class that
-  covers every pixel.
+* A value whose denominator is zero is undefined: NaN in arrays, ``None`` in :func:`summarize`.
+  IoU and F1 are undefined only for a class absent from both ground truth and prediction
+  (``absent_classes``); precision is undefined for a class never predicted, recall for a class
+  absent from the ground truth, specificity for a class that covers every pixel.
+* Every mean of :func:`summarize` follows one rule (:func:`macro_mean`): it averages over the
+  classes present in the ground truth or in the prediction, leaving out the classes absent from
+  both; a value undefined for a class that is averaged counts as 0. This is torchmetrics' macro
+  average and scikit-learn's with ``labels`` = the classes present and ``zero_division=0``.
 
 Example:
     >>> import numpy as np
@@ -82,6 +85,24 @@ def mean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if defined.size else float("nan")
+
+
+def macro_mean(values: np.ndarray, confusion: np.ndarray) -> float:
+    """Mean of per-class ``values`` over the classes present in the ground truth or the
+    prediction of ``confusion``; an undefined (NaN) value of such a class counts as 0. NaN when
+    no class is present.
+
+    Example: ground truth [0, 0, 1, 1], prediction [0, 0, 0, 0], 3 classes: class 2 is left out;
+    class 1 was never predicted, so its precision counts as 0: mean precision (0.5 + 0) / 2.
+
+    >>> confusion = np.array([[2, 0, 0], [2, 0, 0], [0, 0, 0]])
+    >>> macro_mean(precision(confusion), confusion)
+    0.25
+    """
+    present = ~absent_classes(confusion)
+    if not present.any():
+        return float("nan")
+    return float(np.nan_to_num(np.asarray(values, np.float64)[present], nan=0.0).mean())
 
 
 def absent_classes(confusion: np.ndarray) -> np.ndarray:
@@ -188,13 +209,13 @@ def summarize(
     square = _square(confusion)
     return {
         "pixel_accuracy": _json_number(pixel_accuracy(confusion)),
-        "mean_accuracy": _json_number(mean(per_class["recall"])),
-        "mean_iou": _json_number(mean(per_class["iou"])),
+        "mean_accuracy": _json_number(macro_mean(per_class["recall"], confusion)),
+        "mean_iou": _json_number(macro_mean(per_class["iou"], confusion)),
         "frequency_weighted_iou": _json_number(frequency_weighted_iou(confusion)),
-        "mean_precision": _json_number(mean(per_class["precision"])),
-        "mean_recall": _json_number(mean(per_class["recall"])),
-        "mean_specificity": _json_number(mean(per_class["specificity"])),
-        "mean_f1": _json_number(mean(per_class["f1"])),
+        "mean_precision": _json_number(macro_mean(per_class["precision"], confusion)),
+        "mean_recall": _json_number(macro_mean(per_class["recall"], confusion)),
+        "mean_specificity": _json_number(macro_mean(per_class["specificity"], confusion)),
+        "mean_f1": _json_number(macro_mean(per_class["f1"], confusion)),
         "pixels": int(confusion.sum()),
         "classes": classes,
         "absent_classes": [

@@ -135,7 +135,7 @@ def run_cityseg(args, device, size) -> dict:
     data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5)
     train, val = build_loaders(splits, data, args.batch_size, seed=0)
     set_epoch(train, 0)
-    model = build_model(ModelConfig(base_width=args.width), device, channels_last=True)
+    model, _ = build_model(ModelConfig(base_width=args.width), device, channels_last=True)
     name = args.precision or fast_precision(device, cpu_bf16_support, choose_precision)
     precision = Precision(name, device)
     scaler = precision.grad_scaler()

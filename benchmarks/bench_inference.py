@@ -15,6 +15,7 @@ tile), it times one prediction and reads the process's peak resident memory (VmH
 under 2 GiB peak.
 
     python benchmarks/bench_inference.py [--width 32] [--size 1024x2048] [--tile-batch 1]
+    python benchmarks/bench_inference.py --model efficientnet-lite0 --size 256x512 --tile 128x256
     python benchmarks/bench_inference.py --device cuda
     python benchmarks/bench_inference.py --smoke
 """
@@ -49,13 +50,16 @@ CONFIGURATIONS = (
     ("onnxruntime", "slide", "fp32"),
 )
 TARGET_GIB = 2.0
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--width", type=int, default=32, help="U-Net base width")
+    parser.add_argument(
+        "--model", help="a pretrained encoder's name (efficientnet-lite0, resnet18, ...) for a "
+        "U-Net on it (random weights), instead of the plain U-Net of --width",
+    )  # fmt: skip
     parser.add_argument("--size", default="1024x2048", metavar="HxW")
     parser.add_argument("--tile", default="512x1024", metavar="HxW")
     parser.add_argument("--tile-batch", type=int, default=1, help="tiles per forward pass")
@@ -82,23 +86,25 @@ def compare(args, scratch: Path) -> None:
     import torch
 
     from cityseg.export import export_model
-    from cityseg.model import UNet
+    from cityseg.model import model_from_config
 
     device = resolve_device(args.device, args.threads, args.smoke)
     print("# Inference on a full-resolution frame\n")
     print("\n".join(machine_lines(device)))
     torch.manual_seed(0)
-    model = UNet(base_width=args.width).eval()
+    config = {"encoder": args.model} if args.model else {"base_width": args.width}
+    model = model_from_config(config).eval()
     torch.save({"config": model.config, "state": model.state_dict()}, scratch / "model.pt")
     configurations = [c for c in CONFIGURATIONS if not (args.no_onnx and c[0] == "onnxruntime")]
     if device.type == "cuda":
         configurations = [c for c in configurations if c[0] == "torch"]
     if any(c[0] == "onnxruntime" for c in configurations):
         started = time.perf_counter()
-        export_model(model, scratch / "model.onnx", {"mean": MEAN, "std": STD}, verify=False)
+        export_model(model, scratch / "model.onnx", model.normalization, verify=False)
         print(f"- ONNX export: {time.perf_counter() - started:.1f} s (cityseg.export)")
     print(
-        f"- UNet width {args.width} ({model.count_parameters() / 1e6:.2f} M parameters), image "
+        f"- {model.describe()} {args.model or f'width {args.width}'} "
+        f"({model.count_parameters() / 1e6:.2f} M parameters), image "
         f"{args.size}, tiles {args.tile} with stride 2/3 of a tile, {args.tile_batch} tile(s) "
         f"per forward, Gaussian window; {'in this process' if args.smoke else 'one process each'}"
     )
@@ -155,6 +161,8 @@ def run_in_subprocess(args, configuration, scratch: Path) -> dict:
         "--scratch", str(scratch), "--width", str(args.width), "--size", args.size,
         "--tile", args.tile, "--tile-batch", str(args.tile_batch), "--device", args.device,
     ]  # fmt: skip
+    if args.model:
+        command += ["--model", args.model]
     if args.threads:
         command += ["--threads", str(args.threads)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -192,17 +200,18 @@ def torch_predictor(args, mode: str, precision: str, tile, scratch: Path):
     import torch
 
     from cityseg.evaluate.inference import InferenceOptions, Predictor
-    from cityseg.model import UNet
+    from cityseg.model import model_from_config
 
     device = resolve_device(args.device, args.threads, args.smoke)
     saved = torch.load(scratch / "model.pt", weights_only=True)
-    model = UNet(**saved["config"])
+    model = model_from_config(saved["config"])
     model.load_state_dict(saved["state"])
+    norm = model.normalization
     options = InferenceOptions(
         mode=mode, tile=tile, tile_batch=args.tile_batch, precision=precision,
         channels_last=precision != "fp32",
     )  # fmt: skip
-    predictor = Predictor(model, MEAN, STD, device, options)
+    predictor = Predictor(model, norm["mean"], norm["std"], device, options)
 
     def predict(image: np.ndarray) -> np.ndarray:
         labels = predictor.predict(image)

@@ -15,6 +15,8 @@ peak (see ``_common.cpu_peak_flops``) and the FLOP/s of a large matmul measured 
     python benchmarks/bench_train_step.py --max-gflop 0    # every width and size (long on a CPU)
     python benchmarks/bench_train_step.py --device cuda --batch-sizes 1 4 8
     python benchmarks/bench_train_step.py --smoke          # seconds, for CI
+    python benchmarks/bench_train_step.py --widths 16 32 --sizes 256x512 \
+        --encoders efficientnet-lite0 resnet18 mobilenet_v2  # U-Nets on pretrained encoders too
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument(
+        "--encoders", nargs="*", default=[], metavar="NAME",
+        help="also U-Nets on these pretrained encoders (efficientnet-lite0, resnet18, ...)",
+    )  # fmt: skip
     parser.add_argument("--sizes", nargs="+", default=["256x512", "512x1024"], metavar="HxW")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="default: 1 (CPU), 1 4 (GPU)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
@@ -91,7 +97,7 @@ def main() -> None:
     print(f"- half = {half}; compile = torch.compile of channels_last + precision auto ({auto})\n")
 
     rows, skipped, ratios = [], [], []
-    for width in args.widths:
+    for width in [*args.widths, *args.encoders]:
         for size in args.sizes:
             height, width_px = (int(v) for v in size.lower().split("x"))
             macs = count_macs(width, height, width_px)
@@ -169,10 +175,19 @@ def label(variant: str, half: str) -> str:
     return variant.replace("half", half)
 
 
-def count_macs(width: int, height: int, width_px: int) -> int:
-    from cityseg.model import UNet
+def model_config(width: int | str):
+    """The ModelConfig of a plain U-Net of base ``width``, or of a U-Net on encoder ``width``."""
+    from cityseg.config import ModelConfig
 
-    return UNet(base_width=width).count_macs(height, width_px)
+    if isinstance(width, str):
+        return ModelConfig(encoder=width, encoder_weights="none")
+    return ModelConfig(base_width=width)
+
+
+def count_macs(width: int | str, height: int, width_px: int) -> int:
+    from cityseg.model import model_from_config
+
+    return model_from_config(model_config(width).model_kwargs()).count_macs(height, width_px)
 
 
 def warm_steps(device, config, variants, half: str, auto: str):
@@ -204,14 +219,15 @@ def build_step(
     """One training step as the trainer runs it, on a fixed random uint8 batch."""
     import torch
 
-    from cityseg.config import ModelConfig
     from cityseg.data.loader import to_device
+    from cityseg.model import model_normalization
     from cityseg.train.losses import SegmentationLoss
     from cityseg.train.precision import Precision
     from cityseg.train.setup import build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(base_width=width), device, channels_last).train()
+    config = model_config(width)
+    model = build_model(config, device, channels_last)[0].train()
     step_model = torch.compile(model) if compiled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     precision = Precision(precision_name, device)
@@ -222,8 +238,9 @@ def build_step(
     targets = torch.randint(0, 19, (batch, *size), dtype=torch.uint8, generator=generator)
     if device.type == "cuda":
         images, targets = images.pin_memory(), targets.pin_memory()
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+    norm = model_normalization(config.model_kwargs())
+    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
 
     def step() -> None:
         x, y = to_device(images, targets, device, mean, std, channels_last)

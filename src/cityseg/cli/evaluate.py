@@ -7,6 +7,9 @@ from pathlib import Path
 
 from cityseg.errors import ConfigError
 
+MAX_SIDE = 16384
+MAX_FACTOR = 8.0
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """ "512x1024" (height x width) or "512" (square) -> (512, 1024)."""
@@ -17,9 +20,9 @@ def parse_size(text: str) -> tuple[int, int]:
         size = ()
     if len(size) == 1:
         size = size * 2
-    if len(size) != 2 or min(size) < 1:
+    if len(size) != 2 or min(size) < 1 or max(size) > MAX_SIDE:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size; write HEIGHTxWIDTH, e.g. 512x1024"
+            f"{text!r} is not a size; write HEIGHTxWIDTH, each 1 to {MAX_SIDE}, e.g. 512x1024"
         )
     return size
 
@@ -34,7 +37,7 @@ def parse_resize(text: str) -> tuple[int, int] | float | str:
         factor = float(text)
     except ValueError:
         factor = 0.0
-    if factor <= 0:
+    if not 0 < factor <= MAX_FACTOR:  # (false for NaN)
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a resize; write train, HEIGHTxWIDTH (e.g. 512x1024) or a factor (0.5)"
         )
@@ -47,8 +50,11 @@ def parse_scales(text: str) -> tuple[float, ...]:
         scales = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         scales = ()
-    if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of scales; e.g. 0.75,1,1.25")
+    if not scales or not all(0 < scale <= MAX_FACTOR for scale in scales):  # (false for NaN)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of scales, each above 0 and at most {MAX_FACTOR:g}; "
+            "e.g. 0.75,1,1.25"
+        )
     return scales
 
 
@@ -132,7 +138,12 @@ def add_parser(subparsers) -> None:
         "--workers", type=int, default=2, help="image-decoding processes (default: 2)"
     )
     parser.add_argument(
-        "--report", action="store_true", help="also write report.html (best/worst images)"
+        "--report",
+        action="store_true",
+        help="also write report.html (best and worst images, where each class is missed most)",
+    )
+    parser.add_argument(
+        "--worst", type=int, default=3, metavar="K", help="worst images in the report (3)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
@@ -176,7 +187,10 @@ def run(args) -> int:
     from cityseg.evaluate.evaluator import evaluate_checkpoint
     from cityseg.evaluate.metrics import format_table
     from cityseg.evaluate.official import format_official
+    from cityseg.outputs import check_output_folder
 
+    if args.worst < 0:
+        raise ConfigError(f"--worst {args.worst}: give a number of images >= 0")
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images {args.max_images}: give a positive number of images")
     checkpoint = _checkpoint(args)
@@ -186,6 +200,7 @@ def run(args) -> int:
         run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
         default_out = run_dir / f"eval_{args.split}"
     out_dir = args.out or default_out
+    check_output_folder(out_dir)
     metrics = evaluate_checkpoint(
         checkpoint,
         args.data,
@@ -196,6 +211,7 @@ def run(args) -> int:
         max_images=args.max_images,
         device=args.device,
         report=args.report,
+        report_images=args.worst,
         data_format=args.format,
         progress=not args.no_progress,
         workers=max(0, args.workers),
@@ -210,7 +226,7 @@ def run(args) -> int:
         f"\n{metrics['images']} images of {args.data} ({args.split}) in {metrics['seconds']:.1f} s"
         f" ({metrics['mode']} mode on {metrics['device']}); mIoU {miou}"
     )
-    written = ["metrics.json", "confusion_matrix.png", "class_iou.png"]
+    written = ["metrics.json", "per_image.csv", "confusion_matrix.png", "class_iou.png"]
     written += ["report.html"] if args.report else []
     print(f"wrote {', '.join(str(out_dir / name) for name in written)}")
     return 0

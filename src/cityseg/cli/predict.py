@@ -10,6 +10,7 @@ from cityseg.errors import UserError
 
 OUTPUTS = ("labelIds", "trainIds", "color", "overlay")  # cityseg.predict.OUTPUTS, kept light here
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")  # cityseg.predict.video.VIDEO_SUFFIXES
 
 
 def parse_outputs(text: str) -> tuple[str, ...]:
@@ -35,7 +36,9 @@ def add_parser(subparsers) -> None:
         "submission format), <stem>_trainIds.png, <stem>_color.png (Cityscapes palette) and "
         "<stem>_overlay.png into --out. Inputs are PNG or JPEG files, folders (searched "
         "recursively, except --out) and glob patterns (quote them: 'photos/*.jpg'); they are "
-        "sorted and each is segmented once.",
+        "sorted and each is segmented once. Videos (mp4, avi, mov, mkv) and, with --sequence, "
+        "folders of frames become <stem>_overlay.mp4 at the source frame rate (with --outputs: "
+        "also <stem>_color.mp4 and per-frame label PNGs in <stem>_frames/).",
     )
     parser.add_argument(
         "inputs",
@@ -78,7 +81,51 @@ def add_parser(subparsers) -> None:
         "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    video = parser.add_argument_group("videos and frame sequences")
+    video.add_argument(
+        "--sequence", action="store_true", help="folders are frame sequences: one video each"
+    )
+    video.add_argument(
+        "--smooth", type=_fraction, metavar="ALPHA",
+        help="average class probabilities over time: weight of the current frame (1 = none)",
+    )  # fmt: skip
+    video.add_argument("--batch", type=_positive, default=4, help="frames per forward pass (4)")
+    video.add_argument(
+        "--fps", type=_fraction_rate, help="output frame rate (default: the video's; 17 for frames)"
+    )
     parser.set_defaults(run=run)
+
+
+def _fraction(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a weight in (0, 1], got '{text}'")
+    return value
+
+
+def _fraction_rate(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a frame rate in (0, 1000], got '{text}'")
+    return value
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return int(text)
 
 
 def _split_inputs(args) -> tuple[Path | None, list[str]]:
@@ -117,13 +164,33 @@ def _segmenter(args, checkpoint: Path | None):
 
 
 def run(args) -> int:
+    from cityseg.outputs import check_output_folder
     from cityseg.predict import collect_inputs, predict_files
 
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha {args.alpha}: give an opacity between 0 and 1")
+    check_output_folder(args.out)
     checkpoint, patterns = _split_inputs(args)
-    paths = collect_inputs(patterns, exclude=args.out)
+    videos = [p for p in patterns if _is_video(p, args.sequence)]
+    photos = [p for p in patterns if p not in videos]
+    paths = collect_inputs(photos, exclude=args.out) if photos else []
     segmenter, backend = _segmenter(args, checkpoint)
+    for source in videos:
+        outputs = ("overlay",) if args.outputs == OUTPUTS else args.outputs
+        result = segmenter.predict_video(
+            source, args.out, outputs=outputs, batch_size=args.batch, smooth=args.smooth,
+            alpha=args.alpha, fps=args.fps, progress=not args.no_progress,
+        )  # fmt: skip
+        wrote = [str(p) for p in result.written if p.suffix == ".mp4"]
+        frames = sum(p.suffix == ".png" for p in result.written)
+        wrote += [f"{frames} frame PNGs in {args.out}"] if frames else []
+        print(
+            f"segmented {result.frames} frames of {source} in {result.seconds:.1f} s "
+            f"({result.frames_per_second:.1f} frames/s, {args.mode} mode, {backend}); "
+            f"wrote {', '.join(wrote)}"
+        )
+    if not paths:
+        return 0
     start = time.perf_counter()
     written = predict_files(
         segmenter,
@@ -140,3 +207,8 @@ def run(args) -> int:
         f"wrote {len(written)} files to {args.out}"
     )
     return 0
+
+
+def _is_video(pattern: str, sequence: bool) -> bool:
+    path = Path(pattern)
+    return path.suffix.lower() in VIDEO_SUFFIXES or (sequence and path.is_dir())

@@ -10,18 +10,19 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from cityseg import labels
+from cityseg import faults, labels
+from cityseg.data.loader import worker_options
 from cityseg.data.sample import Sample
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
 from cityseg.evaluate import metrics as metric_functions
@@ -30,16 +31,37 @@ from cityseg.evaluate.inference import TTA_SCALES, Predictor
 from cityseg.evaluate.official import LabelIdError, OfficialCounts
 
 REPORT_IMAGES = 3
-"""Best and worst images shown in the report."""
+"""Best images shown in the report (and worst ones, unless told otherwise)."""
+MISSED_SHOWN = 3
+"""Images listed per class in the report's "where each class is missed most" table."""
+MIN_CLASS_PIXELS = 64
+"""Pixels of a class an image must hold for its miss rate there to be ranked."""
 
 
 @dataclass
 class ImageScore:
-    """The mean IoU of one image, from its own confusion matrix (None if nothing is labelled)."""
+    """One image's scores, from its own confusion matrix (mean IoU None if nothing is labelled).
+
+    ``confusion`` is the image's (K, K) matrix: its per-class IoU, pixel accuracy and the
+    pixels of each class it missed all come from it."""
 
     index: int
     frame_id: str
     mean_iou: float | None
+    confusion: np.ndarray | None = None
+    file: str = ""
+
+    @property
+    def pixel_accuracy(self) -> float | None:
+        value = metric_functions.pixel_accuracy(self.confusion)
+        return None if np.isnan(value) else value
+
+    def missed_share(self) -> np.ndarray:
+        """Per class: the share of its ground-truth pixels predicted as something else (NaN
+        where the image holds fewer than MIN_CLASS_PIXELS of it)."""
+        truth = self.confusion.sum(axis=1).astype(np.float64)
+        missed = truth - np.diag(self.confusion)
+        return np.where(truth >= MIN_CLASS_PIXELS, missed / np.maximum(truth, 1), np.nan)
 
 
 @dataclass
@@ -102,14 +124,14 @@ def can_score_officially(samples: list[Sample]) -> bool:
 def official_ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """The gt labelIds (uint8) and instanceIds (uint16/int32) of an official-layout sample."""
     from cityseg.data.cityscapes import rasterise_polygons
-    from cityseg.data.io import read_label_png
+    from cityseg.data.io import read_label_png, read_unchanged
 
     if sample.label_kind == "polygons":
         label_ids = rasterise_polygons(sample.label_path)
     else:
         label_ids = read_label_png(official_label_ids_path(sample))
-    instance_ids = cv2.imread(str(sample.instance_path), cv2.IMREAD_UNCHANGED)
-    if instance_ids is None or instance_ids.ndim != 2 or instance_ids.dtype.kind not in "iu":
+    instance_ids = read_unchanged(sample.instance_path)
+    if instance_ids.ndim != 2 or instance_ids.dtype.kind not in "iu":
         raise DataError(
             f"{sample.instance_path}: not a single-channel instanceIds PNG; re-extract gtFine"
         )
@@ -158,13 +180,14 @@ def evaluate_dataset(
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     frames = _Frames(dataset, count, official)
     loader = torch.utils.data.DataLoader(
-        frames, batch_size=None, num_workers=workers, collate_fn=_collate_one
+        frames, batch_size=None, collate_fn=_collate_one, **worker_options(workers)
     )
     total = ConfusionMatrix(num_classes, device=predictor.device)
     result = Evaluation(np.zeros((num_classes, num_classes), np.int64))
     result.official = OfficialCounts() if official else None
     start = time.perf_counter()
     for item in tqdm(loader, total=count, desc="evaluate", unit="image", disable=not progress):
+        faults.reached("evaluate")
         if isinstance(item, _Unreadable):
             raise DataError(*item.problems)
         index, image, target, truth = item
@@ -176,8 +199,13 @@ def evaluate_dataset(
         frame = ConfusionMatrix(num_classes, device=predictor.device)
         frame.update(prediction, target_on_device)
         total.update(prediction, target_on_device)
-        frame_iou = image_mean_iou(frame.numpy(reduce=False))
-        result.images.append(ImageScore(index, sample.frame_id, frame_iou))
+        frame_confusion = frame.numpy(reduce=False)
+        result.images.append(
+            ImageScore(
+                index, sample.frame_id, image_mean_iou(frame_confusion), frame_confusion,
+                str(sample.image_path),
+            )
+        )  # fmt: skip
         if truth is not None:
             predicted_label_ids = labels.train_ids_to_label_ids(prediction.cpu().numpy())
             try:
@@ -241,6 +269,7 @@ def evaluate_checkpoint(
     data_format: str = "auto",
     progress: bool = True,
     workers: int = 0,
+    report_images: int = REPORT_IMAGES,
     **inference: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a split and return the metrics (written to ``out_dir`` if given).
@@ -255,7 +284,9 @@ def evaluate_checkpoint(
         tta: average over the horizontal flip and, unless ``scales`` is given, 0.75/1.0/1.25.
         max_images: evaluate only the first N images.
         device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
-        report: also write ``report.html`` with the best and worst images.
+        report: also write ``report.html`` with the best and worst images and, for each class,
+            the images where it is missed most.
+        report_images: how many of the worst images the report shows.
         data_format: "auto", "cityscapes" or "pairs".
         progress: show a progress bar.
         workers: image-decoding processes.
@@ -290,8 +321,12 @@ def evaluate_checkpoint(
     cityscapes = result.official.scores() if result.official is not None else None
     metrics = metric_functions.summarize(result.confusion, class_names, cityscapes)
     metrics["per_image"] = [
-        {"frame_id": image.frame_id, "mean_iou": image.mean_iou} for image in result.images
-    ]
+        {
+            "file": image.file, "frame_id": image.frame_id,
+            "pixel_accuracy": image.pixel_accuracy, "mean_iou": image.mean_iou,
+        }
+        for image in result.images
+    ]  # fmt: skip
     metrics |= {
         "checkpoint": str(checkpoint),
         "data": str(data_root),
@@ -305,8 +340,11 @@ def evaluate_checkpoint(
     }
     if out_dir is not None:
         write_outputs(metrics, Path(out_dir), class_names)
+        write_per_image_csv(result.images, Path(out_dir) / PER_IMAGE_CSV, class_names)
         if report:
-            write_evaluation_report(metrics, Path(out_dir), predictor, dataset, result)
+            write_evaluation_report(
+                metrics, Path(out_dir), predictor, dataset, result, report_images
+            )
     return metrics
 
 
@@ -328,17 +366,64 @@ def write_outputs(metrics: dict[str, Any], out_dir: Path, class_names: list[str]
 CHARTS = ("confusion_matrix.png", "class_iou.png")
 
 
+PER_IMAGE_CSV = "per_image.csv"
+
+
+def write_per_image_csv(images: list[ImageScore], path: Path, class_names: list[str]) -> Path:
+    """One row per image: file, frame id, pixel accuracy, mean IoU over the classes present in
+    its ground truth or prediction, and the IoU of each class (empty where undefined)."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["file", "frame_id", "pixel_accuracy", "mean_iou",
+                         *(f"iou_{name}" for name in class_names)])  # fmt: skip
+        for image in images:
+            ious = metric_functions.iou(image.confusion)
+            writer.writerow(
+                [image.file, image.frame_id, _csv_number(image.pixel_accuracy),
+                 _csv_number(image.mean_iou), *(_csv_number(v) for v in ious)]
+            )  # fmt: skip
+    return path
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None or np.isnan(value) else f"{value:.6f}"
+
+
+def missed_most(images: list[ImageScore], class_names: list[str]) -> dict[str, list]:
+    """Per class, the images where the largest share of its pixels was missed:
+    ``{class: [(frame_id, missed share, class pixels), ...]}`` (up to MISSED_SHOWN each; classes
+    no image holds enough of are left out)."""
+    if not images:
+        return {}
+    shares = np.stack([image.missed_share() for image in images])  # (images, classes)
+    table = {}
+    for index, name in enumerate(class_names):
+        column = shares[:, index]
+        order = [i for i in np.argsort(-np.nan_to_num(column, nan=-1)) if not np.isnan(column[i])]
+        table[name] = [
+            (images[i].frame_id, float(column[i]), int(images[i].confusion[index].sum()))
+            for i in order[:MISSED_SHOWN]
+        ]
+    return {name: rows for name, rows in table.items() if rows}
+
+
 def write_evaluation_report(
-    metrics: dict[str, Any], out_dir: Path, predictor: Predictor, dataset, result: Evaluation
+    metrics: dict[str, Any],
+    out_dir: Path,
+    predictor: Predictor,
+    dataset,
+    result: Evaluation,
+    report_images: int = REPORT_IMAGES,
 ) -> Path:
-    """Write ``report.html``: the metrics, the charts, and comparison grids (photo, ground truth,
-    prediction, errors) of the best and worst images by their own mean IoU."""
+    """Write ``report.html``: the metrics, the charts, comparison grids (photo, ground truth,
+    prediction, errors) of the best and the ``report_images`` worst images by their own mean
+    IoU, and for each class the images where it is missed most."""
     from cityseg.visualize.plots import plot_comparison_grid
     from cityseg.visualize.report import write_report
 
     ranked = result.ranked()
     best = ranked[:REPORT_IMAGES]
-    chosen = {"best": best, "worst": ranked[len(best) :][::-1][:REPORT_IMAGES]}
+    chosen = {"best": best, "worst": ranked[len(best) :][::-1][:report_images]}
     shown: dict[str, list] = {"best": [], "worst": []}
     for kind, scores in chosen.items():
         for rank, score in enumerate(scores, start=1):
@@ -354,7 +439,10 @@ def write_evaluation_report(
             shown[kind].append((score.frame_id, score.mean_iou, grid))
     charts = {"Per-class IoU": out_dir / CHARTS[1], "Confusion matrix": out_dir / CHARTS[0]}
     info = {key: metrics[key] for key in RUN_INFO if key in metrics}
-    return write_report(out_dir, metrics, charts, shown["best"], shown["worst"], info=info)
+    missed = missed_most(result.images, list(metrics["classes"]))
+    return write_report(
+        out_dir, metrics, charts, shown["best"], shown["worst"], info=info, missed=missed
+    )
 
 
 RUN_INFO = ("checkpoint", "data", "split", "format", "inference", "device", "images", "seconds")

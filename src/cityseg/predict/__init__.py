@@ -4,7 +4,9 @@
   multi-scale TTA);
 * :class:`OnnxSegmenter`: a model written by ``cityseg export`` run with onnxruntime, no torch;
 * :func:`collect_inputs` and :func:`predict_files`: photos from files, folders and globs to
-  ``<stem>_labelIds.png`` (official submission format), ``_trainIds``, ``_color`` and ``_overlay``.
+  ``<stem>_labelIds.png`` (official submission format), ``_trainIds``, ``_color`` and ``_overlay``;
+* :func:`predict_video` (or ``segmenter.predict_video``): a video file or a folder of frames to
+  ``<stem>_overlay.mp4`` at the source frame rate (optionally smoothed over time).
 
 Importing this package does not import torch.
 
@@ -26,6 +28,7 @@ from cityseg.predict.files import (
 )
 from cityseg.predict.onnx_segmenter import OnnxSegmenter
 from cityseg.predict.segmenter import BaseSegmenter, Segmenter
+from cityseg.predict.video import VideoResult, predict_video
 from cityseg.pretrained import available_pretrained, pretrained_path
 
 __all__ = [
@@ -38,6 +41,8 @@ __all__ = [
     "collect_inputs",
     "predict_files",
     "pretrained_path",
+    "predict_video",
     "read_photo",
+    "VideoResult",
     "write_prediction",
 ]

@@ -105,12 +105,24 @@ class OnnxSegmenter(BaseSegmenter):
             return self.session.run(["labels"], {INPUT_NAME: np.ascontiguousarray(image[None])})[0][
                 0
             ]
+        return self.probabilities(image).argmax(axis=0).astype(np.uint8)
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities (C, H, W) float32 of one RGB uint8 photo, averaged over the
+        passes (scales, flips) of the options."""
+        image = check_photo(image)
+        size = image.shape[:2]
+        flips = (False, True) if self.flip else (False,)
         total = np.zeros((len(self.class_names), *size), dtype=np.float32)
-        for scale, flip in passes:
-            photo = resize_photo(image, self._run_size(size, scale))
-            logits = self.logits((photo[:, ::-1] if flip else photo)[None])[0]
-            total += softmax(resize_map(logits[:, :, ::-1] if flip else logits, size))
-        return total.argmax(axis=0).astype(np.uint8)
+        for scale in self.scales:
+            for flip in flips:
+                photo = resize_photo(image, self._run_size(size, scale))
+                logits = self.logits((photo[:, ::-1] if flip else photo)[None])[0]
+                total += softmax(resize_map(logits[:, :, ::-1] if flip else logits, size))
+        return total / (len(self.scales) * len(flips))
+
+    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
+        return np.stack([self.probabilities(image) for image in np.asarray(images)])
 
     def _run_size(self, size: tuple[int, int], scale: float) -> tuple[int, int]:
         base = size

@@ -25,6 +25,19 @@ class BaseSegmenter:
     def predict(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C, H, W) float32 of a uint8 batch (N, H, W, 3)."""
+        raise NotImplementedError
+
+    def predict_video(self, source: str | Path, out_dir: str | Path, **options: Any):
+        """Segment a video file or a folder of frames into ``out_dir``: an overlay video at the
+        source frame rate and, as asked, a colour video and per-frame label PNGs. See
+        :func:`cityseg.predict.video.predict_video` for the options (``smooth``, ``batch_size``,
+        ``outputs``, ...); returns its :class:`~cityseg.predict.video.VideoResult`."""
+        from cityseg.predict.video import predict_video
+
+        return predict_video(self, source, out_dir, **options)
+
     def predict_batch(
         self, images: Sequence[np.ndarray] | np.ndarray
     ) -> list[np.ndarray] | np.ndarray:
@@ -173,6 +186,12 @@ class Segmenter(BaseSegmenter):
         if isinstance(images, np.ndarray) and images.ndim == 4:
             return self.predictor.predict(images).cpu().numpy()
         return super().predict_batch(images)
+
+    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 batch (N, H, W, 3), got {images.shape}")
+        return self.predictor.probabilities(images).float().cpu().numpy()
 
 
 def check_photo(image: np.ndarray) -> np.ndarray:

@@ -243,14 +243,37 @@ def _info(info: Mapping[str, object] | None) -> str:
     return f'<table class="info"><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _gallery(heading: str, entries: Sequence[ImageRef] | None) -> str:
+def _gallery(heading: str, entries: Sequence[ImageRef] | None, kind: str = "best") -> str:
     if not entries:
         return ""
-    parts = [f"<h2>{escape(heading)}</h2>"]
+    parts = [f'<section class="{kind}"><h2>{escape(heading)}</h2>']
     for frame_id, miou, grid_png in entries:
         caption = f"{frame_id} — mIoU {_percent(miou)}%"
-        parts.append(f"<h3>{escape(caption)}</h3>{_figure(grid_png, caption, show_caption=False)}")
-    return "".join(parts)
+        parts.append(
+            f'<div class="image" data-frame="{escape(frame_id)}" data-miou="{miou:.6f}">'
+            f"<h3>{escape(caption)}</h3>{_figure(grid_png, caption, show_caption=False)}</div>"
+        )
+    return "".join(parts) + "</section>"
+
+
+def _missed_table(missed: Mapping[str, Sequence[tuple[str, float, int]]] | None) -> str:
+    if not missed:
+        return ""
+    rows = []
+    for name, entries in missed.items():
+        cells = "; ".join(
+            f"{escape(frame_id)} ({_percent(share)}% of {pixels:,} px)"
+            for frame_id, share, pixels in entries
+        )
+        swatch = f'<span class="swatch" style="background:{_class_color(name)}"></span>'
+        rows.append(f'<tr><td class="name">{swatch}{escape(name)}</td><td>{cells}</td></tr>')
+    return (
+        '<section class="missed"><h2>Where each class is missed most</h2>'
+        "<p class='muted'>Per class, the images where the largest share of its pixels was "
+        "predicted as something else (images holding at least 64 of its pixels).</p>"
+        "<table><thead><tr><th>class</th><th>images (share of the class missed)</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
 
 
 def write_report(
@@ -261,6 +284,7 @@ def write_report(
     worst: Sequence[ImageRef] | None = None,
     title: str = "cityseg evaluation report",
     info: Mapping[str, object] | None = None,
+    missed: Mapping[str, Sequence[tuple[str, float, int]]] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html``: headline numbers, per-class table, charts, best/worst images.
 
@@ -278,6 +302,8 @@ def write_report(
         title: page title.
         info: extra facts shown under the title (checkpoint, data, config...); dicts and lists
             are shown as collapsible JSON.
+        missed: per class, ``(frame_id, missed share, class pixels)`` of the images where it is
+            missed most, worst first (a table "Where each class is missed most").
 
     Returns:
         The path of ``report.html``.
@@ -293,7 +319,8 @@ def write_report(
             _official_details(metrics),
             f"<h2>Charts</h2>{charts}" if charts else "",
             _gallery("Best images (highest mIoU)", best),
-            _gallery("Worst images (lowest mIoU)", worst),
+            _gallery("Worst images (lowest mIoU first)", worst, "worst"),
+            _missed_table(missed),
             "<footer>Percentages of pixels over the evaluated images; ignore pixels (255) are "
             "not counted.</footer>",
         )

@@ -1,0 +1,240 @@
+"""Videos and frame sequences in, segmented videos out: the video side of ``cityseg predict``.
+
+A source is a video file OpenCV can decode (mp4, avi, mov, mkv) or a folder of frames (PNG or
+JPEG, taken in name order). :func:`predict_video` segments its frames in batches, optionally
+smooths the class probabilities over time (an exponential moving average, ``smooth``: the weight
+of the current frame, 1 = none), and writes ``<stem>_overlay.mp4`` at the source's frame rate,
+and as asked ``<stem>_color.mp4`` and per-frame ``<stem>_frames/<stem>_NNNNNN_labelIds.png`` /
+``_trainIds.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from cityseg import labels, limits
+from cityseg.errors import ConfigError, DataError, UserError
+
+if TYPE_CHECKING:
+    from cityseg.predict.segmenter import BaseSegmenter
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_OUTPUTS = ("overlay", "color", "labelIds", "trainIds")
+"""``overlay`` and ``color`` are videos; ``labelIds`` and ``trainIds`` are per-frame PNGs."""
+DEFAULT_SEQUENCE_FPS = 17.0
+"""Frame rate given to a folder of frames unless told: that of Cityscapes' video sequences."""
+
+
+@dataclass
+class VideoResult:
+    """What :func:`predict_video` did: frames segmented, their rate, the files written."""
+
+    source: Path
+    frames: int
+    fps: float
+    seconds: float
+    size: tuple[int, int]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        """Frames segmented (and written) per second of wall time."""
+        return self.frames / max(self.seconds, 1e-9)
+
+
+class FrameSource:
+    """The RGB uint8 frames of a video file or of a folder of images, with their frame rate."""
+
+    def __init__(self, source: str | Path, fps: float | None = None) -> None:
+        self.path = Path(source)
+        self._capture = None
+        self._files: list[Path] = []
+        if self.path.is_dir():
+            self._files = sorted(
+                p for p in self.path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES
+            )
+            if not self._files:
+                raise DataError(f"{self.path}: no PNG or JPEG frames in this folder")
+            from cityseg.data.io import read_rgb
+
+            self.first = read_rgb(self._files[0])
+            self.fps = float(fps or DEFAULT_SEQUENCE_FPS)
+            self.count = len(self._files)
+        else:
+            self.first, self.fps, self.count = self._open_video(fps)
+        height, width = self.first.shape[:2]
+        problem = limits.pixels_problem(width, height)
+        if problem is not None:
+            raise DataError(f"{self.path}: frames of {problem}")
+        self.size = (height, width)
+
+    def _open_video(self, fps: float | None) -> tuple[np.ndarray, float, int]:
+        problem = limits.regular_file_problem(self.path, 2**62)
+        if problem is not None:
+            raise DataError(f"{self.path}: {problem}")
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such video file or frame folder; check the path")
+        capture = cv2.VideoCapture(str(self.path))
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            capture.release()
+            raise DataError(
+                f"{self.path}: cannot be decoded as a video (damaged, or a codec this OpenCV "
+                f"build lacks); convert it, e.g. `ffmpeg -i {self.path} -c:v mpeg4 "
+                f"{self.path.stem}_converted.mp4`, or extract its frames into a folder"
+            )
+        self._capture = capture
+        rate = capture.get(cv2.CAP_PROP_FPS)
+        rate = float(fps or (rate if np.isfinite(rate) and rate > 0 else 25.0))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), rate, count
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Every frame in order (the first one included), each (H, W, 3) RGB uint8."""
+        yield self.first
+        if self._capture is not None:
+            while True:
+                ok, frame = self._capture.read()
+                if not ok:
+                    break
+                yield self._checked(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), self.path)
+            self._capture.release()
+            return
+        from cityseg.data.io import read_rgb
+
+        for path in self._files[1:]:
+            yield self._checked(read_rgb(path), path)
+
+    def _checked(self, frame: np.ndarray, where: Path) -> np.ndarray:
+        if frame.shape[:2] != self.size:
+            raise DataError(
+                f"{where}: a frame of {frame.shape[1]}x{frame.shape[0]} in a sequence of "
+                f"{self.size[1]}x{self.size[0]}; all frames of a video must have one size"
+            )
+        return frame
+
+
+def is_video_source(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """An MPEG-4 video writer for RGB frames of ``size`` (H, W), or a UserError saying why not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size[::-1])
+    if not writer.isOpened():
+        raise UserError(
+            f"{path}: OpenCV cannot write an MPEG-4 video here; check the folder, or write "
+            "per-frame PNGs with --outputs labelIds"
+        )
+    return writer
+
+
+def predict_video(
+    segmenter: BaseSegmenter,
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    outputs: Sequence[str] = ("overlay",),
+    batch_size: int = 4,
+    smooth: float | None = None,
+    alpha: float = 0.5,
+    fps: float | None = None,
+    progress: bool = True,
+) -> VideoResult:
+    """Segment every frame of ``source`` and write the videos and frames ``outputs`` names.
+
+    Args:
+        segmenter: a :class:`Segmenter` or :class:`OnnxSegmenter`.
+        source: a video file or a folder of frames (name order).
+        out_dir: the output folder (created).
+        outputs: a subset of :data:`VIDEO_OUTPUTS`.
+        batch_size: frames per forward pass.
+        smooth: weight of the current frame in an exponential moving average of the class
+            probabilities over time (0 < smooth <= 1; 1 = no smoothing); None: none.
+        alpha: opacity of the colours in the overlay.
+        fps: frame rate of the output (default: the video's own; 17 for a folder of frames).
+        progress: show a progress bar.
+
+    Raises:
+        DataError: the source cannot be opened or decoded (one line naming it and what to do).
+        ConfigError: an invalid option.
+    """
+    from tqdm import tqdm
+
+    from cityseg.data.io import write_png
+    from cityseg.visualize.colors import colorize, overlay
+
+    unknown = sorted(set(outputs) - set(VIDEO_OUTPUTS))
+    if unknown or not outputs:
+        raise ConfigError(f"video outputs {unknown or '[]'}: choose among {list(VIDEO_OUTPUTS)}")
+    if smooth is not None and not 0 < smooth <= 1:
+        raise ConfigError(f"smooth {smooth}: the weight of the current frame, in (0, 1]")
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size}: must be at least 1")
+    if fps is not None and not 0 < fps <= 1000:
+        raise ConfigError(f"fps {fps}: give a frame rate in (0, 1000]")
+    frames = FrameSource(source, fps)
+    out_dir, stem = Path(out_dir), frames.path.stem
+    writers = {
+        kind: open_writer(out_dir / f"{stem}_{kind}.mp4", frames.fps, frames.size)
+        for kind in ("overlay", "color")
+        if kind in outputs
+    }
+    written = [out_dir / f"{stem}_{kind}.mp4" for kind in writers]
+    frame_dir = out_dir / f"{stem}_frames"
+    state: np.ndarray | None = None
+    count, started = 0, time.perf_counter()
+    bar = tqdm(total=frames.count or None, desc=stem, unit="frame", disable=not progress)
+    try:
+        for batch in _batches(frames.frames(), batch_size):
+            if smooth is None:
+                predicted = list(np.asarray(segmenter.predict_batch(np.stack(batch))))
+            else:
+                predicted = []
+                for probabilities in segmenter.probabilities_batch(np.stack(batch)):
+                    if state is None:
+                        state = probabilities
+                    else:
+                        state = smooth * probabilities + (1 - smooth) * state
+                    predicted.append(state.argmax(axis=0).astype(np.uint8))
+            for frame, train_ids in zip(batch, predicted, strict=True):
+                if "overlay" in writers:
+                    picture = overlay(frame, train_ids, alpha)
+                    writers["overlay"].write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                if "color" in writers:
+                    writers["color"].write(cv2.cvtColor(colorize(train_ids), cv2.COLOR_RGB2BGR))
+                for kind in ("labelIds", "trainIds"):
+                    if kind in outputs:
+                        ids = train_ids if kind == "trainIds" else None
+                        ids = labels.train_ids_to_label_ids(train_ids) if ids is None else ids
+                        path = frame_dir / f"{stem}_{count:06d}_{kind}.png"
+                        write_png(path, ids)
+                        written.append(path)
+                count += 1
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        for writer in writers.values():
+            writer.release()
+    seconds = time.perf_counter() - started
+    return VideoResult(frames.path, count, frames.fps, seconds, frames.size, written)
+
+
+def _batches(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

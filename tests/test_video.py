@@ -66,7 +66,7 @@ def test_the_overlay_video_matches_per_frame_predictions(segmenter, clip, tmp_pa
     sources, _ = read_video(clip)  # the decoded source frames (themselves codec-lossy)
     for written, source in zip(frames, sources, strict=True):
         expected = overlay(source, segmenter.predict(source))
-        assert np.abs(written.astype(int) - expected).mean() < 6  # codec loss only
+        assert np.abs(written.astype(int) - expected).mean() < 15  # codec loss, not another frame
 
 
 def test_smoothing_with_alpha_one_is_no_smoothing(segmenter, clip, tmp_path):

@@ -29,8 +29,8 @@ def remember_parent() -> None:
 def die_with_parent() -> None:
     """In a worker: be killed (SIGKILL) as soon as the parent process ends, and end at once if
     it already has. Without ``prctl`` (not Linux) the workers' own parent watchdog remains."""
-    if not sys.platform.startswith("linux"):
-        return
+    if not sys.platform.startswith("linux") or os.getpid() == _parent_pid:
+        return  # (not in a worker: the command itself)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc

@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None:
         chosen["height"], chosen["width"] = args.size
     lowest = {"train_images": 8, "val_images": 1, "half_size_epochs": 0, "epochs": 1}
+    values = {name: chosen.get(name, getattr(DemoSettings, name)) for name in lowest}
     problems = [
-        f"--{name.replace('_', '-')} {chosen[name]}: must be at least {low}"
+        f"--{name.replace('_', '-')} {values[name]}: must be at least {low}"
         for name, low in lowest.items()
-        if chosen[name] < low
+        if values[name] < low
     ]
     if args.seed < 0:
         problems.append(f"--seed {args.seed}: must be at least 0")

@@ -151,19 +151,21 @@ def _read_complete(path: Path) -> bytes:
     data = _read_head(path, None)
     _check_end_marker(path, data[:8], data[-_TAIL_BYTES:])
     header = _header_of(path, data)
-    problem = limits.pixels_problem(header.width, header.height)
-    if problem is not None:
-        raise DataError(f"{path}: {problem}")
+    if header is not None:  # (without a header nothing can be decoded: imdecode says so)
+        problem = limits.pixels_problem(header.width, header.height)
+        if problem is not None:
+            raise DataError(f"{path}: {problem}")
     return data
 
 
-def _header_of(path: Path, data: bytes) -> ImageHeader:
+def _header_of(path: Path, data: bytes) -> ImageHeader | None:
+    """The size the header announces, or None for a file without a readable header."""
     if data.startswith(PNG_SIGNATURE):
-        return _png_header(path, data[:_HEAD_BYTES])
-    header = _jpeg_header(data)
-    if header is None:
-        raise DataError(f"{path}: JPEG without a frame header (truncated or corrupt); {_REPLACE}")
-    return header
+        try:
+            return _png_header(path, data[:_HEAD_BYTES])
+        except DataError:
+            return None
+    return _jpeg_header(data)
 
 
 def _imdecode(path: Path, data: bytes, flags: int) -> np.ndarray:

@@ -205,7 +205,7 @@ def _fill(dataset, folder, size, native, has_labels, workers, progress, split) -
         # Spawned, not forked: a fork copies the locks of any thread the parent runs (OpenCV's
         # pool after a decode, torch's) and the children can wait on them forever.
         context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, _start_writer, arguments) as pool:
+        with context.Pool(workers, _start_pool_writer, arguments) as pool:
             chunk = max(1, min(16, count // (8 * workers)))
             for _ in pool.imap(_write_item, range(count), chunksize=chunk):
                 bar.update()
@@ -221,13 +221,18 @@ _WRITER: dict = {}
 def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -> None:
     import cv2
 
-    from cityseg import processes
-
-    processes.die_with_parent()
     cv2.setNumThreads(1)  # the processes are the parallelism
     _WRITER.update(dataset=dataset, size=size, native=native)
     _WRITER["images"] = np.load(folder / IMAGES_FILE, mmap_mode="r+")
     _WRITER["labels"] = np.load(folder / LABELS_FILE, mmap_mode="r+") if has_labels else None
+
+
+def _start_pool_writer(*arguments) -> None:
+    """A writer process of the pool: it dies with the command (see ``cityseg.processes``)."""
+    from cityseg import processes
+
+    processes.die_with_parent()
+    _start_writer(*arguments)
 
 
 def _write_item(index: int) -> int:

@@ -67,13 +67,17 @@ class SamePadConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_ch, out_ch, kernel, stride, padding=0, groups=groups, bias=False)
-        total = kernel - stride if stride > 1 else kernel - 1
+        # Stride 1: the symmetric padding the convolution does itself (no extra copy).
+        padding = kernel // 2 if stride == 1 else 0
+        super().__init__(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False)
+        total = kernel - stride
         before = total // 2
-        self.same_pad = (before, total - before, before, total - before)
+        self.same_pad = (before, total - before, before, total - before) if stride > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(nn.functional.pad(x, self.same_pad))
+        if self.same_pad is not None:
+            x = nn.functional.pad(x, self.same_pad)
+        return super().forward(x)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -86,38 +86,35 @@ def add_parser(subparsers) -> None:
         "--sequence", action="store_true", help="folders are frame sequences: one video each"
     )
     video.add_argument(
-        "--smooth", type=_fraction, metavar="ALPHA",
+        "--smooth", type=_number_in(0, 1, "a weight"), metavar="ALPHA",
         help="average class probabilities over time: weight of the current frame (1 = none)",
     )  # fmt: skip
     video.add_argument("--batch", type=_positive, default=4, help="frames per forward pass (4)")
     video.add_argument(
-        "--fps", type=_fraction_rate, help="output frame rate (default: the video's; 17 for frames)"
+        "--fps",
+        type=_number_in(0, 1000, "a frame rate"),
+        help="output frame rate (default: the video's; 17 for frames)",
     )
     parser.set_defaults(run=run)
 
 
-def _fraction(text: str) -> float:
-    import argparse
+def _number_in(low: float, high: float, what: str):
+    """An argparse type: a number in (low, high], named ``what`` in its error."""
 
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a weight in (0, 1], got '{text}'")
-    return value
+    def parse(text: str) -> float:
+        import argparse
 
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low < value <= high:  # (false for NaN)
+            raise argparse.ArgumentTypeError(
+                f"expected {what} in ({low:g}, {high:g}], got '{text}'"
+            )
+        return value
 
-def _fraction_rate(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"expected a frame rate in (0, 1000], got '{text}'")
-    return value
+    return parse
 
 
 def _positive(text: str) -> int:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cityseg.model import complexity
+from cityseg.model.parts import NORMS, UPSAMPLINGS
 from cityseg.normalization import IMAGENET_NORMALIZATION
 
 MIN_SIZE = 32
@@ -107,3 +108,38 @@ class SegmentationModel(nn.Module):
     def describe(self) -> str:
         """A few words naming the architecture."""
         return type(self).__name__
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_block_config(
+    model: str,
+    in_channels: int,
+    num_classes: int,
+    convs_per_block: int,
+    norm: str,
+    upsampling: str,
+    dropout: float,
+    final_kernel: int,
+) -> None:
+    """Raise a ValueError naming the first invalid argument that every network here takes."""
+    for name, value in [
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("convs_per_block", convs_per_block),
+    ]:
+        if not is_int(value) or value < 1:
+            raise ValueError(f"{model} {name} must be a positive integer, got {value!r}")
+    if norm not in NORMS:
+        raise ValueError(f"{model} norm must be one of {list(NORMS)}, got {norm!r}")
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(
+            f"{model} upsampling must be one of {list(UPSAMPLINGS)}, got {upsampling!r}"
+        )
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"{model} dropout must be a probability in [0, 1), got {dropout!r}")
+    if final_kernel not in (1, 3) or isinstance(final_kernel, bool):
+        raise ValueError(f"{model} final_kernel must be 1 or 3, got {final_kernel!r}")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-from cityseg.model.base import MIN_SIZE, SegmentationModel
+from cityseg.model.base import MIN_SIZE, SegmentationModel, check_block_config, is_int
 from cityseg.model.encoders import ENCODERS
-from cityseg.model.parts import NORMS, UPSAMPLINGS, ConvBlock, OutConv
+from cityseg.model.parts import ConvBlock, OutConv
 
 DEFAULT_DECODER_WIDTHS = (256, 128, 64, 32, 16)
 
@@ -137,27 +136,12 @@ def check_config(
     """Raise a ValueError naming the first invalid constructor argument."""
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {['unet', *ENCODERS]}, got {encoder!r}")
-    for name, value in [
-        ("in_channels", in_channels),
-        ("num_classes", num_classes),
-        ("convs_per_block", convs_per_block),
-    ]:
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if len(decoder_widths) != 5 or not all(_is_int(w) and w > 0 for w in decoder_widths):
+    if len(decoder_widths) != 5 or not all(is_int(w) and w > 0 for w in decoder_widths):
         raise ValueError(
             f"decoder_widths must be 5 positive integers (strides 16, 8, 4, 2, 1), "
             f"got {decoder_widths!r}"
         )
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
-    if upsampling not in UPSAMPLINGS:
-        raise ValueError(f"upsampling must be one of {list(UPSAMPLINGS)}, got {upsampling!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-    if final_kernel not in (1, 3) or isinstance(final_kernel, bool):
-        raise ValueError(f"final_kernel must be 1 or 3, got {final_kernel!r}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    check_block_config(
+        "EncoderUNet", in_channels, num_classes, convs_per_block, norm, upsampling, dropout,
+        final_kernel,
+    )  # fmt: skip

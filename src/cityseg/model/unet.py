@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cityseg.model.base import MIN_SIZE, SegmentationModel
-from cityseg.model.parts import NORMS, UPSAMPLINGS, ConvBlock, Down, OutConv, Up
+from cityseg.model.base import MIN_SIZE, SegmentationModel, check_block_config, is_int
+from cityseg.model.parts import ConvBlock, Down, OutConv, Up
 
 CONFIG_KEYS = (
     "in_channels",
@@ -129,10 +129,6 @@ class UNet(SegmentationModel):
         return self.outc(x)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def resolve_widths(
     widths: Sequence[int] | None, base_width: int | None, depth: int | None
 ) -> list[int]:
@@ -144,12 +140,12 @@ def resolve_widths(
     else:
         base_width = 32 if base_width is None else base_width
         depth = 4 if depth is None else depth
-        if not _is_int(base_width) or base_width < 1:
+        if not is_int(base_width) or base_width < 1:
             raise ValueError(f"UNet base_width must be a positive integer, got {base_width!r}")
-        if not _is_int(depth) or depth < 1:
+        if not is_int(depth) or depth < 1:
             raise ValueError(f"UNet depth must be an integer >= 1, got {depth!r}")
         widths = [base_width * 2**level for level in range(depth + 1)]
-    if len(widths) < 2 or not all(_is_int(w) and w > 0 for w in widths):
+    if len(widths) < 2 or not all(is_int(w) and w > 0 for w in widths):
         raise ValueError(
             f"UNet widths must be at least 2 positive integers (depth >= 1), got {widths!r}"
         )
@@ -171,18 +167,6 @@ def check_config(
     final_kernel: int,
 ) -> None:
     """Raise a ValueError naming the first invalid constructor argument."""
-    for name, value in [
-        ("in_channels", in_channels),
-        ("num_classes", num_classes),
-        ("convs_per_block", convs_per_block),
-    ]:
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"UNet {name} must be a positive integer, got {value!r}")
-    if norm not in NORMS:
-        raise ValueError(f"UNet norm must be one of {list(NORMS)}, got {norm!r}")
-    if upsampling not in UPSAMPLINGS:
-        raise ValueError(f"UNet upsampling must be one of {list(UPSAMPLINGS)}, got {upsampling!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"UNet dropout must be a probability in [0, 1), got {dropout!r}")
-    if final_kernel not in (1, 3) or isinstance(final_kernel, bool):
-        raise ValueError(f"UNet final_kernel must be 1 or 3, got {final_kernel!r}")
+    check_block_config(
+        "UNet", in_channels, num_classes, convs_per_block, norm, upsampling, dropout, final_kernel
+    )

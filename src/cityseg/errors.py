@@ -16,7 +16,10 @@ class UserError(Exception):
     """
 
     def __init__(self, *problems: str) -> None:
-        self.problems: list[str] = [p for p in problems if p]
+        # One line each, whatever text (a file's key, a path) a message quotes.
+        self.problems: list[str] = [
+            p.replace("\r", "\\r").replace("\n", "\\n") for p in problems if p
+        ]
         super().__init__("\n".join(self.problems))
 
     @classmethod

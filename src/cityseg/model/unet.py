@@ -79,9 +79,10 @@ class UNet(SegmentationModel):
     ) -> None:
         super().__init__()
         widths = resolve_widths(widths, base_width, depth)
-        check_config(
-            in_channels, num_classes, convs_per_block, norm, upsampling, dropout, final_kernel
-        )
+        check_block_config(
+            "UNet", in_channels, num_classes, convs_per_block, norm, upsampling, dropout,
+            final_kernel,
+        )  # fmt: skip
         self._config: dict[str, Any] = {
             "in_channels": in_channels,
             "num_classes": num_classes,
@@ -155,18 +156,3 @@ def resolve_widths(
             f"got {widths}; did you mean {sorted(widths)}?"
         )
     return widths
-
-
-def check_config(
-    in_channels: int,
-    num_classes: int,
-    convs_per_block: int,
-    norm: str,
-    upsampling: str,
-    dropout: float,
-    final_kernel: int,
-) -> None:
-    """Raise a ValueError naming the first invalid constructor argument."""
-    check_block_config(
-        "UNet", in_channels, num_classes, convs_per_block, norm, upsampling, dropout, final_kernel
-    )

@@ -309,7 +309,8 @@ class Trainer:
 
         cfg = self.config.train
         self.train_model.train()
-        set_encoder_frozen(self.model, self.optimizer, self.epoch < cfg.freeze_encoder_epochs)
+        frozen = self.epoch < cfg.freeze_encoder_epochs
+        set_encoder_frozen(self.model, self.optimizer, frozen, cfg.encoder_lr_mult)
         micro_steps = self.steps_per_epoch * cfg.accumulate
         show = self.info.is_main and cfg.progress
         bar = tqdm(
@@ -479,7 +480,7 @@ class Trainer:
 
     def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not hasattr(self, "_mean_std"):
-            shape, norm = (1, 3, 1, 1), checkpoint_header(self.config)["normalization"]
+            shape, norm = (1, 3, 1, 1), self.model.normalization
             mean = torch.tensor(norm["mean"], device=self.device).view(shape)
             std = torch.tensor(norm["std"], device=self.device).view(shape)
             self._mean_std = (mean, std)

@@ -28,8 +28,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if encoder is not None:
         mult = config.encoder_lr_mult
         encoder_params = [p for p in encoder.parameters() if p.requires_grad]
-        params.append({"params": encoder_params, "lr_mult": mult, "encoder_lr_mult": mult,
-                       "name": "encoder"})  # fmt: skip
+        params.append({"params": encoder_params, "lr_mult": mult, "name": "encoder"})
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -113,16 +112,19 @@ class LRSchedule:
         self.plateau.load_state_dict(state["plateau"])
 
 
-def set_encoder_frozen(model: nn.Module, optimizer: torch.optim.Optimizer, frozen: bool) -> None:
-    """Freeze (or thaw) a pretrained encoder: its learning rate is 0, so no optimiser moves its
-    weights (Adam, AdamW and SGD alike), and its BatchNorm layers use and keep their running
-    statistics. Call after ``model.train()``; a model without an encoder is left alone."""
+def set_encoder_frozen(
+    model: nn.Module, optimizer: torch.optim.Optimizer, frozen: bool, lr_mult: float
+) -> None:
+    """Freeze a pretrained encoder (learning rate 0, so no optimiser moves its weights, Adam,
+    AdamW and SGD alike, and BatchNorm layers that use and keep their running statistics), or
+    give it ``lr_mult`` x the schedule's rate. Call after ``model.train()``; a model without an
+    encoder is left alone."""
     encoder = getattr(model, "encoder", None)
     if encoder is None:
         return
     for group in optimizer.param_groups:
         if group.get("name") == "encoder":
-            group["lr_mult"] = 0.0 if frozen else group["encoder_lr_mult"]
+            group["lr_mult"] = 0.0 if frozen else lr_mult
     if frozen:
         encoder.eval()
 

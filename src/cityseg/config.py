@@ -192,6 +192,10 @@ class TrainConfig:
     freeze_encoder_epochs: int = 0
     """Keep a pretrained encoder (weights and BatchNorm statistics) frozen for the first N
     epochs, so the random decoder does not disturb it."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights (e.g. 0.999; 0 = off): it is what is
+    validated, saved as the model and used for inference; the trained weights are kept beside
+    it for resuming."""
     sync_bn: bool = False
     """SyncBatchNorm across GPUs (only used with several CUDA processes)."""
     deterministic: bool = False
@@ -446,6 +450,7 @@ def _check_train(config: Config) -> list[str]:
     problems += _range("train.clip_grad_norm", train.clip_grad_norm, 0, low_open=True)
     problems += _range("train.encoder_lr_mult", train.encoder_lr_mult, 0)
     problems += _range("train.freeze_encoder_epochs", train.freeze_encoder_epochs, 0)
+    problems += _range("train.ema_decay", train.ema_decay, 0, 1, high_open=True)
     problems += _range("train.seed", train.seed, 0, 2**63 - 1)
     return problems
 

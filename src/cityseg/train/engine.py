@@ -38,6 +38,7 @@ from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.labels import IGNORE_INDEX
 from cityseg.train import checkpoint as ckpt
 from cityseg.train import compat, guard
+from cityseg.train.averaging import WeightAverage
 from cityseg.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -150,6 +151,7 @@ class Trainer:
             print_main(info, loaded)
         if cfg.init_from and resume_state is None:
             print_main(info, initialize_from(self.model, cfg.init_from))
+        self.average = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.criterion, self.class_weights = build_criterion(
             config, self.splits.train, info, self.device, resume_state
         )
@@ -208,7 +210,12 @@ class Trainer:
             config_to_dict(self.config)["model"],
             checkpoint_header(self.config)["class_names"],
         )
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("trained_model", state["model"]))
+        if self.average is not None:
+            if "weight_average" in state:
+                self.average.load_state_dict(state["weight_average"], state["model"])
+            else:  # averaging switched on for the rest of the run: it starts here
+                self.average.model.load_state_dict(self.model.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -438,14 +445,18 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.iteration += 1
+        if self.average is not None:
+            self.average.update(self.model)
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        """Validation loss (plain cross-entropy), pixel accuracy and mIoU over all processes."""
+        """Validation loss (plain cross-entropy), pixel accuracy and mIoU over all processes, of the
+        weight average when ``train.ema_decay`` is set."""
         from cityseg.evaluate.confusion import ConfusionMatrix
         from cityseg.evaluate.metrics import summarize
 
-        self.model.eval()
+        model = self.model if self.average is None else self.average.model
+        model.eval()
         num_classes = self.config.model.num_classes
         confusion = ConfusionMatrix(num_classes, device=self.device)
         loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
@@ -465,7 +476,7 @@ class Trainer:
                 self.config.train.channels_last,
             )
             with self.precision.autocast():
-                logits = self.model(images)
+                logits = model(images)
             targets = targets.long()
             loss = F.cross_entropy(
                 logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
@@ -487,6 +498,13 @@ class Trainer:
         return self._mean_std
 
     def _state(self, record: dict[str, Any] | None) -> dict[str, Any]:
+        averaging = {}
+        if self.average is not None:  # the average is the model; the trained weights resume
+            averaging = {
+                "model": self.average.model.state_dict(),
+                "trained_model": self.model.state_dict(),
+                "weight_average": self.average.state_dict(),
+            }
         return {
             **checkpoint_header(self.config),
             "model_config": self.model.config,
@@ -502,7 +520,7 @@ class Trainer:
             "metrics": record,
             "world_size": self.info.world_size,
             "rng": ckpt.capture_rng_state(),
-        }
+        } | averaging
 
     def _save(self, record: dict[str, Any], improved: bool, **extra: Any) -> None:
         if not self.info.is_main:

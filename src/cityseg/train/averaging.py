@@ -43,8 +43,8 @@ class WeightAverage:
         """Move the average towards ``model``'s current weights and buffers."""
         weight = 1.0 - self.current_decay()
         averaged, current = [], []
-        for (name, mine), theirs in zip(
-            self.model.state_dict().items(), model.state_dict().values(), strict=True
+        for mine, theirs in zip(
+            self.model.state_dict().values(), model.state_dict().values(), strict=True
         ):
             if mine.is_floating_point():
                 averaged.append(mine)

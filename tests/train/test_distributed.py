@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
+import torch.distributed as dist
 from trainkit import write_scenes
 
 from cityseg.data import open_dataset
+from cityseg.errors import ConfigError
 from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.train.checkpoint import load_model
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
@@ -81,3 +84,46 @@ def test_two_processes_with_gloo(tmp_path):
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     # 3 validation images split 2 + 1 over the ranks: the summed confusion sees all of them
     assert np.isclose(record["pixel_accuracy"], pixel_accuracy(run, root), atol=1e-6)
+
+
+class FakeNode:
+    """A torchrun process on a node with ``gpus`` GPUs: what it would set up, never done."""
+
+    def __init__(self, monkeypatch, gpus: int, processes: int = 2) -> None:
+        self.backends, self.devices = [], []
+        for name, value in {"WORLD_SIZE": processes, "LOCAL_WORLD_SIZE": processes}.items():
+            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        monkeypatch.setattr(torch.cuda, "set_device", self.devices.append)
+        monkeypatch.setattr(dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(dist, "init_process_group", self.init_process_group)
+
+    def init_process_group(self, backend, **kwargs):
+        self.backends.append(backend)
+
+
+def test_the_backend_follows_the_training_device(monkeypatch):
+    node = FakeNode(monkeypatch, gpus=8)
+    info = setup_distributed("cpu")  # CPU tensors on a GPU node: gloo, no GPU taken
+    assert node.backends == ["gloo"] and node.devices == []
+    assert (info.world_size, info.local_world_size) == (2, 2)
+    setup_distributed("cuda")
+    assert node.backends == ["gloo", "nccl"] and node.devices == [torch.device("cuda", 0)]
+    setup_distributed("auto")
+    assert node.backends[-1] == "nccl"
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    node = FakeNode(monkeypatch, gpus=1, processes=2)
+    for device in ("cuda", "auto"):
+        with pytest.raises(ConfigError) as error:
+            setup_distributed(device)
+        (problem,) = error.value.problems
+        assert "2 processes on this node but only 1 GPU(s) visible" in problem
+        assert "--nproc_per_node=1" in problem
+    assert node.backends == [] and node.devices == []  # nothing set up
+    setup_distributed("cpu")  # the same job on the CPU is fine
+    assert node.backends == ["gloo"]

@@ -75,7 +75,7 @@ LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue training) into ``run_dir``; return the last record."""
-    info = setup_distributed()
+    info = setup_distributed(config.train.device)
     faults.reset()
     try:
         with StopSignals(announce=info.is_main) as signals:
@@ -115,7 +115,7 @@ class Trainer:
             guard.check_writable(run_dir)
         resume_state = self._prepare_run_dir(resume)
         seed_everything(cfg.seed + info.rank)
-        self.device = choose_device(cfg.device, info.local_rank)
+        self.device = choose_device(cfg.device, info.local_rank, info.local_world_size)
         self.precision = choose_precision(cfg.precision, self.device)
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)

@@ -44,8 +44,9 @@ class Precision:
         return torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
 
 
-def choose_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` = cuda, then mps, then cpu; a named device must be available."""
+def choose_device(name: str, local_rank: int = 0, local_processes: int = 1) -> torch.device:
+    """``auto`` = cuda, then mps, then cpu; a named device must be available. On CUDA, process
+    ``local_rank`` of the ``local_processes`` on this node takes GPU ``local_rank``: one each."""
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -56,7 +57,14 @@ def choose_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("train.device=cuda: no CUDA GPU is available; use auto or cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+        visible = torch.cuda.device_count()
+        if max(local_processes, local_rank + 1) > visible:
+            raise ConfigError(
+                f"{max(local_processes, local_rank + 1)} processes on this node but only "
+                f"{visible} GPU(s) visible: use torchrun --nproc_per_node={visible} (or fewer), "
+                "or train.device=cpu"
+            )
+        return torch.device("cuda", local_rank)
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("train.device=mps: the MPS backend is not available; use auto or cpu")
     return torch.device(name)

@@ -179,3 +179,32 @@ def test_a_run_starts_from_another_runs_weights(scenes, tmp_path, capsys):
 
     train(tiny_config(scenes, "train.epochs=2", f"train.init_from={first}"), second, resume=True)
     assert "weights from" not in capsys.readouterr().out  # a resumed run keeps its own
+
+
+def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
+    """precision=auto resolves on each machine: a run saved without a gradient scaler continues
+    where auto means fp16 (a GPU without native bf16), and back; each change is said."""
+    from cityseg.train import engine
+    from cityseg.train.precision import Precision
+
+    resolved = {"name": "fp32"}
+    monkeypatch.setattr(
+        engine, "choose_precision", lambda requested, device: Precision(resolved["name"], device)
+    )
+    run = tmp_path / "run"
+    train(tiny_config(scenes, "train.epochs=1", "train.precision=auto"), run)
+    assert torch.load(run / "checkpoint_last.pt", weights_only=True)["precision"] == "fp32"
+    capsys.readouterr()
+
+    resolved["name"] = "fp16"  # (CPU autocast runs float16 too, with a CPU gradient scaler)
+    train(tiny_config(scenes, "train.epochs=2", "train.precision=auto"), run, resume=True)
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["precision"] == "fp16" and state["scaler"]["scale"] > 0
+    out = capsys.readouterr().out
+    assert "the run was trained in fp32 and continues in fp16 (train.precision=auto here)" in out
+
+    resolved["name"] = "bf16"
+    train(tiny_config(scenes, "train.epochs=3", "train.precision=auto"), run, resume=True)
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["precision"] == "bf16" and state["scaler"] == {}
+    assert "trained in fp16 and continues in bf16" in capsys.readouterr().out

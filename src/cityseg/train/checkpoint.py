@@ -14,6 +14,7 @@ exact resume::
     input_size        [H, W] the network was trained at
     config            the resolved training configuration (dict)
     epoch, iteration  completed epochs and optimiser steps
+    precision         the number format the run trained in (fp32, bf16, fp16), resolved
     optimizer, scheduler, scaler, early_stopping, class_weights, best_mean_iou, metrics, rng
 
 Example:

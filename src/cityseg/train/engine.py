@@ -211,7 +211,13 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        note = compat.precision_change(
+            state.get("precision"), self.precision.name, self.config.train.precision
+        )
+        if note:
+            print_main(self.info, note)
+        if self.scaler.is_enabled() and state.get("scaler"):  # else a fresh scaler (or none)
+            self.scaler.load_state_dict(state["scaler"])
         self.stopper.load_state_dict(state["early_stopping"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.saved_at = (self.epoch, self.iteration)
@@ -496,6 +502,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "precision": self.precision.name,
             "early_stopping": self.stopper.state_dict(),
             "best_mean_iou": self.stopper.best,
             "class_weights": self.class_weights,

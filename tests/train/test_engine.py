@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import yaml
+from torch.overrides import TorchFunctionMode
 from trainkit import one_thread, tiny_config, write_scenes  # noqa: F401 (fixture)
 
 from cityseg.errors import CheckpointError, ConfigError
@@ -208,3 +209,26 @@ def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
     state = torch.load(run / "checkpoint_last.pt", weights_only=True)
     assert state["epoch"] == 3 and state["precision"] == "bf16" and state["scaler"] == {}
     assert "trained in fp16 and continues in bf16" in capsys.readouterr().out
+
+
+class Float64Watch(TorchFunctionMode):
+    """Names the torch operations that produce a float64 tensor (which MPS cannot hold)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        outputs = result if isinstance(result, (tuple, list)) else (result,)
+        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in outputs):
+            self.seen.append(getattr(func, "__name__", repr(func)))
+        return result
+
+
+def test_training_and_validation_need_no_float64(scenes, tmp_path):
+    """Apple GPUs (MPS) have no float64: nothing the loop keeps on the device may use it."""
+    watch = Float64Watch()
+    with watch:
+        record = train(tiny_config(scenes, "train.epochs=1"), tmp_path / "run")
+    assert watch.seen == [] and record["val_loss"] > 0 and record["train_loss"] > 0

@@ -326,13 +326,13 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        self.loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self.loss_sum = torch.zeros(2, device=self.device)  # float32: MPS has no float64
         started, seen, self.batches_done = time.perf_counter(), 0, 0
         if self.progress is not None:  # resuming in the middle of this epoch
             self.batches_done = self.progress["batches"]
             self.train_loader.sampler.skip = self.batches_done * self.batch_per_step
             if self.info.is_main:  # (the saved sum is rank 0's; the others' partial sums are lost)
-                self.loss_sum += self.progress["loss_sum"].to(self.device)
+                self.loss_sum += self.progress["loss_sum"].to(self.device, torch.float32)
             bar.update(self.batches_done // cfg.accumulate)
         batches = iter(self.train_loader)  # draws the workers' seed from the generator
         if self.progress is not None:
@@ -454,7 +454,8 @@ class Trainer:
         self.model.eval()
         num_classes = self.config.model.num_classes
         confusion = ConfusionMatrix(num_classes, device=self.device)
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)  # float32: MPS has no float64
+        pixels = torch.zeros((), dtype=torch.int64, device=self.device)
         for batch in self.val_loader:
             faults.reached("validate")
             if not self.info.enabled and self.signals is not None and self.signals.requested:
@@ -476,12 +477,13 @@ class Trainer:
             loss = F.cross_entropy(
                 logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
             )
-            loss_sum += torch.stack([loss.double(), (targets != IGNORE_INDEX).sum().double()])
+            loss_sum += loss
+            pixels += (targets != IGNORE_INDEX).sum()
             confusion.update(logits.argmax(1), targets)
         matrix = confusion.reduce().cpu().numpy()
-        loss_sum = all_reduce_sum(loss_sum, self.info)
+        loss_sum, pixels = all_reduce_sum(loss_sum, self.info), all_reduce_sum(pixels, self.info)
         metrics = summarize(matrix, checkpoint_header(self.config)["class_names"])
-        val_loss = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
+        val_loss = (loss_sum / pixels.clamp(min=1)).item()
         return {"val_loss": val_loss, **metrics}
 
     def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:

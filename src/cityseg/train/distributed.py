@@ -93,6 +93,15 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every process, in place. Without
+    SyncBatchNorm each process's last training batches leave it statistics of its own, while the
+    checkpoint holds rank 0's: a validation shared by the processes must use rank 0's."""
+    if info.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def broadcast_object(value: object, info: DistInfo) -> object:
     """Rank 0's ``value`` on every process."""
     if not info.enabled:

@@ -42,6 +42,7 @@ from cityseg.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     cleanup_distributed,
     print_main,
     setup_distributed,
@@ -92,6 +93,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str
 
 class _StopNow(Exception):
     """Raised inside validation to unwind to ``fit`` when a stop was requested."""
+
+
+@contextlib.contextmanager
+def _inference_mode_layers(model: torch.nn.Module):
+    """Every layer in eval mode (BatchNorm uses its statistics and leaves them alone, no
+    dropout) for the duration, then each back in its own mode (a frozen encoder stays frozen)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 class Trainer:
@@ -341,30 +355,32 @@ class Trainer:
                 seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
             self.progress = None
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        loss = None  # of the last micro-batch that had images
         self.optimizer.zero_grad(set_to_none=True)
         for micro, batch in enumerate(batches, start=self.batches_done):
             if micro >= micro_steps or self.iteration >= self.total_steps:
                 break
             batch = self._usable(batch)
-            if batch is None:
-                continue
-            images, targets = batch
             lr = self.schedule.set_step(self.iteration)
             step_now = (micro + 1) % cfg.accumulate == 0
-            loss = self._forward_backward(images, targets, step_now)
-            nonfinite |= ~torch.isfinite(loss.detach())
-            self.loss_sum[0] += loss.detach()
-            self.loss_sum[1] += 1
-            seen += images.shape[0] * self.info.world_size
+            if batch is None:  # all unreadable: this process still takes part in the step
+                self._blank_forward_backward(step_now)
+            else:
+                images, targets = batch
+                loss = self._forward_backward(images, targets, step_now)
+                nonfinite |= ~torch.isfinite(loss.detach())
+                self.loss_sum[0] += loss.detach()
+                self.loss_sum[1] += 1
+                seen += images.shape[0] * self.info.world_size
             if step_now:
                 stop = self._check_step(nonfinite, loss, lr)
                 self._optimizer_step()
                 self.batches_done = micro + 1
                 bar.update(1)
-                if show:
+                if show and loss is not None:
                     rate = seen / (time.perf_counter() - started)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                if self.iteration % cfg.log_every == 0:
+                if self.iteration % cfg.log_every == 0 and loss is not None:
                     self.history.scalar("train/loss", loss.item(), self.iteration)
                     self.history.scalar("train/lr", lr, self.iteration)
                 faults.reached("step")
@@ -391,7 +407,7 @@ class Trainer:
             print(f"warning: skipped: {problem}", file=sys.stderr, flush=True)
         return batch.batch
 
-    def _check_step(self, nonfinite: torch.Tensor, loss: torch.Tensor, lr: float) -> bool:
+    def _check_step(self, nonfinite: torch.Tensor, loss: torch.Tensor | None, lr: float) -> bool:
         """Before an optimiser step: raise if a loss of the step was not finite on any process;
         return whether a stop was requested (one synchronisation for both)."""
         requested = self.signals is not None and self.signals.requested
@@ -400,7 +416,7 @@ class Trainer:
         nonfinite.zero_()
         if flags[0]:
             raise guard.diverged(
-                loss.item(),
+                loss.item() if loss is not None else float("nan"),
                 self.iteration + 1,
                 self.epoch + 1,
                 lr,
@@ -435,6 +451,21 @@ class Trainer:
             self.scaler.scale(loss / self.config.train.accumulate).backward()
         return loss
 
+    def _blank_forward_backward(self, step_now: bool) -> None:
+        """A micro-step of weight zero, for a process whose images were all unreadable: a forward
+        and backward pass over a blank image (BatchNorm statistics left alone) whose gradients
+        are zero, so that the process takes part in the step's collectives (DDP's gradient
+        all-reduce) like the others instead of leaving them waiting for it."""
+        size = int(getattr(self.model, "min_size", 32))
+        blank = torch.zeros(1, 3, size, size, device=self.device)
+        if self.config.train.channels_last:
+            blank = blank.contiguous(memory_format=torch.channels_last)
+        no_sync = self.info.enabled and not step_now
+        with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
+            with _inference_mode_layers(self.model), self.precision.autocast():
+                logits = self.train_model(blank)
+            self.scaler.scale(logits.float().sum() * 0.0).backward()
+
     def _optimizer_step(self) -> None:
         clip = self.config.train.clip_grad_norm
         if clip:
@@ -452,6 +483,7 @@ class Trainer:
         from cityseg.evaluate.metrics import summarize
 
         self.model.eval()
+        broadcast_buffers(self.model, self.info)  # every process validates the model it saves
         num_classes = self.config.model.num_classes
         confusion = ConfusionMatrix(num_classes, device=self.device)
         loss_sum = torch.zeros((), device=self.device)  # float32: MPS has no float64

@@ -8,8 +8,10 @@ stopping, counters, random generators), so a resumed run continues as if never s
 
 When things go wrong: Ctrl-C or SIGTERM finish the current step and save a checkpoint of the
 middle of the epoch (with the sampler position, so resuming is still exact); a NaN or infinite
-loss, running out of memory or of disk stop the run with one line saying what to change, the last
-good checkpoint kept; a checkpoint never exists half-written (see :mod:`cityseg.train.guard`).
+loss, float16 gradients that overflow step after step, running out of memory or of disk stop the
+run with one line saying what to change, the last good checkpoint kept; a checkpoint never exists
+half-written (see :mod:`cityseg.train.guard`). A step the fp16 gradient scaler skips is not
+counted: the schedule follows the steps actually taken.
 
 Example:
     >>> from cityseg.config import load_config
@@ -125,6 +127,7 @@ class Trainer:
         self.progress: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self.signals: StopSignals | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
+        self.overflowed = 0  # fp16 steps skipped in a row by the gradient scaler (_optimizer_step)
         if info.is_main:
             guard.check_writable(run_dir)
         resume_state = self._prepare_run_dir(resume)
@@ -374,13 +377,13 @@ class Trainer:
                 seen += images.shape[0] * self.info.world_size
             if step_now:
                 stop = self._check_step(nonfinite, loss, lr)
-                self._optimizer_step()
+                stepped = self._optimizer_step()
                 self.batches_done = micro + 1
                 bar.update(1)
                 if show and loss is not None:
                     rate = seen / (time.perf_counter() - started)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                if self.iteration % cfg.log_every == 0 and loss is not None:
+                if stepped and self.iteration % cfg.log_every == 0 and loss is not None:
                     self.history.scalar("train/loss", loss.item(), self.iteration)
                     self.history.scalar("train/lr", lr, self.iteration)
                 faults.reached("step")
@@ -466,15 +469,32 @@ class Trainer:
                 logits = self.train_model(blank)
             self.scaler.scale(logits.float().sum() * 0.0).backward()
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self) -> bool:
+        """Step (unless the fp16 gradient scaler found infinite gradients and skipped it: then
+        neither the step count nor the schedule moves); return whether it stepped."""
         clip = self.config.train.clip_grad_norm
         if clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if scale is not None and self.scaler.get_scale() < scale:  # lowered: the step was skipped
+            self.overflowed += 1
+            if self.scaler.get_scale() < guard.MIN_GRAD_SCALE:
+                raise guard.gradients_overflow(
+                    self.scaler.get_scale(),
+                    self.overflowed,
+                    self.iteration,
+                    self.epoch + 1,
+                    self.config.train.lr,
+                    self._last_checkpoint_note(),
+                )
+            return False
+        self.overflowed = 0
         self.iteration += 1
+        return True
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:

@@ -15,7 +15,13 @@ import torch
 from cityseg import labels
 from cityseg.data.io import read_rgb
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.export import ImageToLogits, compare_with_onnxruntime, export_checkpoint
+from cityseg.export import (
+    ImageToLogits,
+    compare_with_onnxruntime,
+    export_checkpoint,
+    export_model,
+)
+from cityseg.model import UNet
 from cityseg.predict import OnnxSegmenter, Segmenter
 from cityseg.train.checkpoint import load_model
 
@@ -162,3 +168,16 @@ def test_dynamo_without_onnxscript_is_a_clear_error(checkpoint, tmp_path, monkey
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="onnxscript"):
         export_checkpoint(checkpoint, tmp_path / "x.onnx", dynamo=True)
+
+
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    """The export works on a copy: the caller's model keeps its device, mode and tensors."""
+    model = UNet(base_width=4, depth=2).train()
+    parameters = [(p, p.data_ptr(), p.device) for p in model.parameters()]
+    export_model(model, tmp_path / "model.onnx", NORMALIZATION, verify=False)
+    assert model.training
+    after = [(p, p.data_ptr(), p.device) for p in model.parameters()]
+    assert all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(parameters, after, strict=True))
+    graph = ImageToLogits(model, **NORMALIZATION).train()
+    compare_with_onnxruntime(graph, tmp_path / "model.onnx", np.zeros((1, 40, 48, 3), np.uint8))
+    assert graph.training and model.training

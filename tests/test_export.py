@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ from cityseg.export import (
 )
 from cityseg.model import UNet
 from cityseg.predict import OnnxSegmenter, Segmenter
+from cityseg.predict.onnx_segmenter import _open_session
 from cityseg.train.checkpoint import load_model
 
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
@@ -181,3 +183,54 @@ def test_export_leaves_the_callers_model_as_it_was(tmp_path):
     graph = ImageToLogits(model, **NORMALIZATION).train()
     compare_with_onnxruntime(graph, tmp_path / "model.onnx", np.zeros((1, 40, 48, 3), np.uint8))
     assert graph.training and model.training
+
+
+class FakeOnnxRuntime:
+    """onnxruntime on a GPU machine: the providers it offers, those a session really starts."""
+
+    def __init__(self, monkeypatch, available: list[str], starts: list[str] | None = None):
+        import onnxruntime
+
+        self.available, self.starts, self.asked = available, starts, []
+        monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(available))
+        monkeypatch.setattr(onnxruntime, "InferenceSession", self.session)
+
+    def session(self, path, providers):
+        self.asked.append(providers)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        started = [p for p in names if p in (self.starts or names)]
+        return SimpleNamespace(get_providers=lambda: started)
+
+
+GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_onnx_sessions_run_on_the_gpu_asked_for(exported, monkeypatch, capsys):
+    ort = FakeOnnxRuntime(monkeypatch, GPU_BUILD)
+    _open_session(exported.path, "cuda:1")
+    assert ort.asked[-1] == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    _open_session(exported.path, "cuda")
+    assert ort.asked[-1][0] == ("CUDAExecutionProvider", {"device_id": 0})
+    _open_session(exported.path, "auto")  # no TensorRT: an engine built for every photo size
+    assert ort.asked[-1] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    _open_session(exported.path, "tensorrt:2")  # unless asked for
+    tensorrt, cuda, _ = ort.asked[-1]
+    assert tensorrt == ("TensorrtExecutionProvider", {"device_id": 2})
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 2})
+    assert capsys.readouterr().err == ""
+    for device in ("cuda:x", "gpu", "cuda:"):
+        with pytest.raises(ConfigError, match="unknown device"):
+            _open_session(exported.path, device)
+
+
+def test_a_gpu_provider_that_does_not_start_is_reported(exported, monkeypatch, capsys):
+    FakeOnnxRuntime(monkeypatch, GPU_BUILD, starts=["CPUExecutionProvider"])  # no cuDNN, say
+    _open_session(exported.path, "cuda:0")
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"warning: {exported.path}: onnxruntime could not start CUDAExecutionProvider "
+        "(a missing library?); running on CPUExecutionProvider"
+    )
+    FakeOnnxRuntime(monkeypatch, ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="onnxruntime has no CUDA here"):
+        _open_session(exported.path, "cuda")

@@ -115,13 +115,19 @@ def run_baseline(args, device, size) -> dict:
 def run_cityseg(args, device, size) -> dict:
     import torch
 
-    from cityseg.config import DataConfig, ModelConfig
+    from cityseg.config import DataConfig, ModelConfig, TrainConfig
     from cityseg.data.cache import CachedDataset
     from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch, to_device
     from cityseg.evaluate.confusion import ConfusionMatrix
     from cityseg.evaluate.metrics import summarize
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import Precision, choose_precision, cpu_bf16_support
+    from cityseg.train.precision import (
+        Precision,
+        choose_precision,
+        configure_determinism,
+        cpu_bf16_support,
+        cuda_bf16_support,
+    )
     from cityseg.train.setup import build_model
 
     cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
@@ -133,10 +139,14 @@ def run_cityseg(args, device, size) -> dict:
         "",
     )
     data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5)
-    train, val = build_loaders(splits, data, args.batch_size, seed=0)
+    # As the trainer sets them: pinned batches on CUDA, cuDNN's autotuner (deterministic=False).
+    configure_determinism(TrainConfig().deterministic, device)
+    pin_memory = device.type == "cuda"
+    train, val = build_loaders(splits, data, args.batch_size, seed=0, pin_memory=pin_memory)
     set_epoch(train, 0)
     model, _ = build_model(ModelConfig(base_width=args.width), device, channels_last=True)
-    name = args.precision or fast_precision(device, cpu_bf16_support, choose_precision)
+    rules = (cpu_bf16_support, cuda_bf16_support, choose_precision)
+    name = args.precision or fast_precision(device, *rules)
     precision = Precision(name, device)
     scaler = precision.grad_scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -157,8 +167,10 @@ def run_cityseg(args, device, size) -> dict:
         images, targets = to_device(images, targets, device, mean, std, True)
         with precision.autocast():
             predictions = model(images).argmax(1)
+        synchronize(device)  # the forward pass ends here, not inside the metric time
         started = time.perf_counter()
         confusion.update(predictions, targets)
+        synchronize(device)
         return time.perf_counter() - started
 
     def mean_iou(confusion) -> float:
@@ -182,13 +194,11 @@ def active_allocator() -> str:
     return allocator()
 
 
-def fast_precision(device, cpu_bf16_support, choose_precision) -> str:
+def fast_precision(device, cpu_bf16_support, cuda_bf16_support, choose_precision) -> str:
     """bf16 where the hardware computes it natively, else what ``precision=auto`` picks."""
-    import torch
-
     if device.type == "cpu" and cpu_bf16_support() != "none":
         return "bf16"
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and cuda_bf16_support(device) == "native":
         return "bf16"
     return choose_precision("auto", device).name
 

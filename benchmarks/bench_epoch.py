@@ -10,7 +10,9 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
 * cityseg: the memory-mapped cache (its one-off preparation is timed apart), the training loader
   (uint8 batches, one worker per spare core), normalisation on the device, channels_last and
   bf16 autocast where the hardware has bf16 (else the automatic precision), the bincount
-  confusion matrix, jemalloc as ``cityseg train`` uses.
+  confusion matrix, jemalloc as ``cityseg train`` uses; on CUDA pinned batches and cuDNN's
+  autotuner as in training, and the GPU synchronised around the metrics so that their time
+  holds no forward pass.
 
     python benchmarks/bench_epoch.py [--pairs DIR] [--train-images 32] [--val-images 16]
     python benchmarks/bench_epoch.py --smoke

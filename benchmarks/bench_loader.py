@@ -105,7 +105,10 @@ def run(args, config, device, scratch: Path) -> None:
                     f"prepared in {seconds:.1f} s ({len(dataset) / seconds:.1f} img/s)"
                 )
             dataset = cycled(dataset, count)
-            rates[data_format, origin] = (read_rate(dataset, size), loader_rate(dataset, config))
+            rates[data_format, origin] = (
+                read_rate(dataset, size),
+                loader_rate(dataset, config, device),
+            )
             print(f"  {data_format} {origin}: {rates[data_format, origin]}", file=sys.stderr)
     print("\n".join(f"- {note}" for note in notes) + "\n")
     headers = [
@@ -195,12 +198,16 @@ def read_rate(dataset, size) -> float:
     return len(dataset) / (time.perf_counter() - started)
 
 
-def loader_rate(dataset, config) -> float:
-    """Images/s of the training loader after its first batch (workers started)."""
+def loader_rate(dataset, config, device) -> float:
+    """Images/s of the training loader after its first batch (workers started), with pinned
+    batches on CUDA as the trainer has them."""
     from cityseg.data.loader import Splits, build_loaders
 
     splits = Splits(dataset, None, "bench", "")
-    loader, _ = build_loaders(splits, config.data, config.train.batch_size, seed=0)
+    pin_memory = device.type == "cuda"
+    loader, _ = build_loaders(
+        splits, config.data, config.train.batch_size, seed=0, pin_memory=pin_memory
+    )
     iterator = iter(loader)
     next(iterator)
     started, images = time.perf_counter(), 0

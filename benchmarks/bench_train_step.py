@@ -147,9 +147,10 @@ def main() -> None:
 
 
 def half_precision(device) -> str:
-    import torch
+    """bf16, except on GPUs that only emulate it (fp16 with a gradient scaler there)."""
+    from cityseg.train.precision import cuda_bf16_support
 
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and cuda_bf16_support(device) != "native":
         return "fp16"
     return "bf16"
 
@@ -216,15 +217,18 @@ def build_step(
     channels_last: bool,
     compiled: bool,
 ) -> Callable[[], None]:
-    """One training step as the trainer runs it, on a fixed random uint8 batch."""
+    """One training step as the trainer runs it (cuDNN settings and pinned batches included), on
+    a fixed random uint8 batch."""
     import torch
 
+    from cityseg.config import TrainConfig
     from cityseg.data.loader import to_device
     from cityseg.model import model_normalization
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import Precision
+    from cityseg.train.precision import Precision, configure_determinism
     from cityseg.train.setup import build_model
 
+    configure_determinism(TrainConfig().deterministic, device)
     torch.manual_seed(0)
     config = model_config(width)
     model = build_model(config, device, channels_last)[0].train()

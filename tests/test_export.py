@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -15,8 +16,15 @@ import torch
 from cityseg import labels
 from cityseg.data.io import read_rgb
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.export import ImageToLogits, compare_with_onnxruntime, export_checkpoint
+from cityseg.export import (
+    ImageToLogits,
+    compare_with_onnxruntime,
+    export_checkpoint,
+    export_model,
+)
+from cityseg.model import UNet
 from cityseg.predict import OnnxSegmenter, Segmenter
+from cityseg.predict.onnx_segmenter import _open_session
 from cityseg.train.checkpoint import load_model
 
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
@@ -162,3 +170,67 @@ def test_dynamo_without_onnxscript_is_a_clear_error(checkpoint, tmp_path, monkey
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="onnxscript"):
         export_checkpoint(checkpoint, tmp_path / "x.onnx", dynamo=True)
+
+
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    """The export works on a copy: the caller's model keeps its device, mode and tensors."""
+    model = UNet(base_width=4, depth=2).train()
+    parameters = [(p, p.data_ptr(), p.device) for p in model.parameters()]
+    export_model(model, tmp_path / "model.onnx", NORMALIZATION, verify=False)
+    assert model.training
+    after = [(p, p.data_ptr(), p.device) for p in model.parameters()]
+    assert all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(parameters, after, strict=True))
+    graph = ImageToLogits(model, **NORMALIZATION).train()
+    compare_with_onnxruntime(graph, tmp_path / "model.onnx", np.zeros((1, 40, 48, 3), np.uint8))
+    assert graph.training and model.training
+
+
+class FakeOnnxRuntime:
+    """onnxruntime on a GPU machine: the providers it offers, those a session really starts."""
+
+    def __init__(self, monkeypatch, available: list[str], starts: list[str] | None = None):
+        import onnxruntime
+
+        self.available, self.starts, self.asked = available, starts, []
+        monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(available))
+        monkeypatch.setattr(onnxruntime, "InferenceSession", self.session)
+
+    def session(self, path, providers):
+        self.asked.append(providers)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        started = [p for p in names if p in (self.starts or names)]
+        return SimpleNamespace(get_providers=lambda: started)
+
+
+GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_onnx_sessions_run_on_the_gpu_asked_for(exported, monkeypatch, capsys):
+    ort = FakeOnnxRuntime(monkeypatch, GPU_BUILD)
+    _open_session(exported.path, "cuda:1")
+    assert ort.asked[-1] == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    _open_session(exported.path, "cuda")
+    assert ort.asked[-1][0] == ("CUDAExecutionProvider", {"device_id": 0})
+    _open_session(exported.path, "auto")  # no TensorRT: an engine built for every photo size
+    assert ort.asked[-1] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    _open_session(exported.path, "tensorrt:2")  # unless asked for
+    tensorrt, cuda, _ = ort.asked[-1]
+    assert tensorrt == ("TensorrtExecutionProvider", {"device_id": 2})
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 2})
+    assert capsys.readouterr().err == ""
+    for device in ("cuda:x", "gpu", "cuda:"):
+        with pytest.raises(ConfigError, match="unknown device"):
+            _open_session(exported.path, device)
+
+
+def test_a_gpu_provider_that_does_not_start_is_reported(exported, monkeypatch, capsys):
+    FakeOnnxRuntime(monkeypatch, GPU_BUILD, starts=["CPUExecutionProvider"])  # no cuDNN, say
+    _open_session(exported.path, "cuda:0")
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"warning: {exported.path}: onnxruntime could not start CUDAExecutionProvider "
+        "(a missing library?); running on CPUExecutionProvider"
+    )
+    FakeOnnxRuntime(monkeypatch, ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="onnxruntime has no CUDA here"):
+        _open_session(exported.path, "cuda")

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import time
@@ -110,7 +111,8 @@ def export_model(
     """Write ``model`` as an ONNX graph from uint8 photos to logits and labels.
 
     Args:
-        model: network from normalised float (N, 3, H, W) to logits (N, C, H, W).
+        model: network from normalised float (N, 3, H, W) to logits (N, C, H, W), on any device;
+            it is left as it is (a copy is exported).
         out: the ``.onnx`` file to write (its folder is created).
         normalization: ``{"mean": [...], "std": [...]}`` on the 0..1 scale, built into the graph.
         metadata: JSON-serialisable entries stored in the model's metadata_props (class_names,
@@ -129,7 +131,9 @@ def export_model(
         raise ConfigError("--dynamo needs the onnxscript package (pip install onnxscript)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    graph = ImageToLogits(model, normalization["mean"], normalization["std"]).cpu().eval()
+    # A copy on the CPU in eval mode: the caller's model stays where it is, in its own mode.
+    exported = copy.deepcopy(model).cpu().eval()
+    graph = ImageToLogits(exported, normalization["mean"], normalization["std"]).eval()
     min_size = int(getattr(model, "min_size", 32))
     # An odd, non-square traced size: nothing in the graph may take it for a constant.
     example = _random_images(2, min_size + 5, 2 * min_size + 3, seed=0)
@@ -204,8 +208,9 @@ def compare_with_onnxruntime(
     import onnxruntime
 
     images = torch.as_tensor(images)
+    reference = copy.deepcopy(graph).cpu().eval()  # (the caller's graph stays as it is)
     with torch.no_grad():
-        expected = graph.cpu().eval()(images)[0].numpy()
+        expected = reference(images)[0].numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {INPUT_NAME: images.numpy()})[0]
     if logits.shape != expected.shape:

@@ -3,8 +3,15 @@ checkpoint, and suggesting the likely fixes."""
 
 from __future__ import annotations
 
+import itertools
+import json
+
+import pytest
 import torch
 from robustkit import in_process, train_args, write_scenes
+
+from cityseg.config import load_config
+from cityseg.train.schedules import build_schedule
 
 
 def test_divergence_from_a_huge_learning_rate(tmp_path, capsys):
@@ -33,3 +40,46 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
     monkeypatch.delenv("CITYSEG_TEST_FAULT")
     assert in_process("train", "--resume", str(run), "train.precision=fp32") == 0
+
+
+def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> None:
+    """Train in float16 (CPU autocast has it, with a CPU gradient scaler) and make the gradients
+    of the given micro-steps (all: None) infinite while the loss stays finite."""
+    from cityseg.train import engine
+    from cityseg.train.precision import Precision
+
+    monkeypatch.setattr(engine, "choose_precision", lambda name, device: Precision("fp16", device))
+    forward_backward, calls = engine.Trainer._forward_backward, itertools.count()
+
+    def poisoned(self, *args):
+        loss = forward_backward(self, *args)
+        if micro_steps is None or next(calls) in micro_steps:
+            next(self.model.parameters()).grad.fill_(float("inf"))
+        return loss
+
+    monkeypatch.setattr(engine.Trainer, "_forward_backward", poisoned)
+
+
+def test_skipped_fp16_steps_do_not_move_the_schedule(tmp_path, monkeypatch):
+    scenes = write_scenes(tmp_path / "scenes", {"train": 8, "val": 2}, 32, 64)
+    run = tmp_path / "run"
+    fp16_with_infinite_gradients(monkeypatch, {0, 1})
+    assert in_process(*train_args(scenes, run)) == 0
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["iteration"] == 10  # 12 micro-steps, the first 2 skipped by the scaler
+    config = load_config(run / "config.yaml", [])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.train.lr)
+    schedule = build_schedule(optimizer, config.train, total_steps=12)
+    assert last["lr"] == pytest.approx(schedule.lr_at(9))  # the 10th step taken
+
+
+def test_fp16_gradients_that_keep_overflowing_stop_the_run(tmp_path, monkeypatch, capsys):
+    scenes = write_scenes(tmp_path / "scenes", {"train": 8, "val": 2}, 32, 64)
+    run = tmp_path / "run"
+    fp16_with_infinite_gradients(monkeypatch, None)
+    assert in_process(*train_args(scenes, run, "train.epochs=6")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "the gradient scaler skipped 17 steps in a row and its scale fell to 0.5" in err
+    assert "after step 0 (epoch 5)" in err and "train.precision=bf16 (or fp32)" in err
+    assert f"{run}/checkpoint_last.pt (epoch 4, step 0), is kept" in err  # 16 micro-steps

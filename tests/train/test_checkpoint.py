@@ -102,3 +102,54 @@ def test_random_states_round_trip_through_a_safe_checkpoint(tmp_path):
     assert torch.equal(expected[0], again[0])
     np.testing.assert_array_equal(expected[1], again[1])
     assert expected[2:] == again[2:]
+
+
+def test_random_states_of_more_gpus_go_back_to_those_visible(monkeypatch):
+    """A run saved by a 4-GPU job resumes where one GPU is visible (CUDA_VISIBLE_DEVICES)."""
+    state = ckpt.capture_rng_state()
+    state["cuda"] = [torch.full((16,), index, dtype=torch.uint8) for index in range(4)]
+    restored = {}
+
+    def set_rng_state(new_state, device="cuda"):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= 1:  # as torch does for a GPU that is not there
+            raise IndexError("list index out of range")
+        restored[index] = new_state
+
+    def set_rng_state_all(new_states):
+        for index, new_state in enumerate(new_states):
+            set_rng_state(new_state, index)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_rng_state_all)
+    ckpt.restore_rng_state(state)
+    assert list(restored) == [0] and torch.equal(restored[0], state["cuda"][0])
+
+
+def test_load_model_reads_on_the_host_and_moves_only_the_model(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_checkpoint(path, minimal_state(UNet(base_width=4, depth=2)))
+    places = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        places.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    model, _ = ckpt.load_model(path, "meta")  # (a device other than the CPU)
+    assert places == ["cpu"] and next(model.parameters()).device.type == "meta"
+
+
+def test_out_of_memory_while_loading_is_not_a_damaged_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_checkpoint(path, minimal_state(UNet(base_width=4, depth=2)))
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        ckpt.load_model(path)

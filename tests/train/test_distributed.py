@@ -8,10 +8,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
+import torch.distributed as dist
+from ddpkit import run_ranks, train_rank
+from torch.utils.data import DistributedSampler
 from trainkit import write_scenes
 
 from cityseg.data import open_dataset
+from cityseg.errors import ConfigError
 from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.train.checkpoint import load_model
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
@@ -81,3 +86,83 @@ def test_two_processes_with_gloo(tmp_path):
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     # 3 validation images split 2 + 1 over the ranks: the summed confusion sees all of them
     assert np.isclose(record["pixel_accuracy"], pixel_accuracy(run, root), atol=1e-6)
+
+
+class FakeNode:
+    """A torchrun process on a node with ``gpus`` GPUs: what it would set up, never done."""
+
+    def __init__(self, monkeypatch, gpus: int, processes: int = 2) -> None:
+        self.backends, self.devices = [], []
+        for name, value in {"WORLD_SIZE": processes, "LOCAL_WORLD_SIZE": processes}.items():
+            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        monkeypatch.setattr(torch.cuda, "set_device", self.devices.append)
+        monkeypatch.setattr(dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(dist, "init_process_group", self.init_process_group)
+
+    def init_process_group(self, backend, **kwargs):
+        self.backends.append(backend)
+
+
+def test_the_backend_follows_the_training_device(monkeypatch):
+    node = FakeNode(monkeypatch, gpus=8)
+    info = setup_distributed("cpu")  # CPU tensors on a GPU node: gloo, no GPU taken
+    assert node.backends == ["gloo"] and node.devices == []
+    assert (info.world_size, info.local_world_size) == (2, 2)
+    setup_distributed("cuda")
+    assert node.backends == ["gloo", "nccl"] and node.devices == [torch.device("cuda", 0)]
+    setup_distributed("auto")
+    assert node.backends[-1] == "nccl"
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    node = FakeNode(monkeypatch, gpus=1, processes=2)
+    for device in ("cuda", "auto"):
+        with pytest.raises(ConfigError) as error:
+            setup_distributed(device)
+        (problem,) = error.value.problems
+        assert "2 processes on this node but only 1 GPU(s) visible" in problem
+        assert "--nproc_per_node=1" in problem
+    assert node.backends == [] and node.devices == []  # nothing set up
+    setup_distributed("cpu")  # the same job on the CPU is fine
+    assert node.backends == ["gloo"]
+
+
+SMALL = ("data.size=[32, 64]", "train.epochs=1", "train.batch_size=2", "model.base_width=4")
+"""8 images, one per process and step: 4 steps."""
+
+
+def test_a_process_whose_images_are_all_unreadable_keeps_in_step(tmp_path):
+    """With data.skip_bad_samples, a process whose whole micro-batch is unreadable still takes
+    part in the step (the others would wait for it until the job timed out)."""
+    scenes = write_scenes(tmp_path / "scenes", {"train": 8, "val": 2}, 32, 64)
+    images = sorted(scenes.glob("leftImg8bit/train/*/*.png"))
+    first_of_rank1 = next(iter(DistributedSampler(range(8), num_replicas=2, rank=1, seed=0)))
+    images[first_of_rank1].write_bytes(images[first_of_rank1].read_bytes()[:100])
+    run = tmp_path / "run"
+    overrides = (*SMALL, "data.skip_bad_samples=true")
+    assert run_ranks(train_rank, (scenes, run, overrides, None), timeout=150) == [0, 0]
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["iteration"] == 4
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_every_process_validates_the_model_that_is_saved(tmp_path):
+    """Without SyncBatchNorm each process ends training with BatchNorm statistics of its own;
+    validation, shared by the processes, must use rank 0's: those of the checkpoint."""
+    scenes = write_scenes(tmp_path / "scenes", {"train": 8, "val": 2}, 32, 64)
+    run, buffers = tmp_path / "run", tmp_path / "buffers"
+    buffers.mkdir()
+    overrides = (*SMALL, "train.sync_bn=false")
+    assert run_ranks(train_rank, (scenes, run, overrides, buffers), timeout=150) == [0, 0]
+    rank0 = torch.load(buffers / "rank0.pt", weights_only=True)
+    rank1 = torch.load(buffers / "rank1.pt", weights_only=True)
+    saved = torch.load(run / "checkpoint_last.pt", weights_only=True)["model"]
+    statistics = [name for name in rank0 if "running" in name]
+    assert statistics
+    for name in statistics:
+        assert torch.equal(rank0[name], rank1[name]), name
+        assert torch.equal(rank0[name], saved[name]), name

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import yaml
+from torch.overrides import TorchFunctionMode
 from trainkit import one_thread, tiny_config, write_scenes  # noqa: F401 (fixture)
 
 from cityseg.errors import CheckpointError, ConfigError
@@ -179,3 +180,55 @@ def test_a_run_starts_from_another_runs_weights(scenes, tmp_path, capsys):
 
     train(tiny_config(scenes, "train.epochs=2", f"train.init_from={first}"), second, resume=True)
     assert "weights from" not in capsys.readouterr().out  # a resumed run keeps its own
+
+
+def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
+    """precision=auto resolves on each machine: a run saved without a gradient scaler continues
+    where auto means fp16 (a GPU without native bf16), and back; each change is said."""
+    from cityseg.train import engine
+    from cityseg.train.precision import Precision
+
+    resolved = {"name": "fp32"}
+    monkeypatch.setattr(
+        engine, "choose_precision", lambda requested, device: Precision(resolved["name"], device)
+    )
+    run = tmp_path / "run"
+    train(tiny_config(scenes, "train.epochs=1", "train.precision=auto"), run)
+    assert torch.load(run / "checkpoint_last.pt", weights_only=True)["precision"] == "fp32"
+    capsys.readouterr()
+
+    resolved["name"] = "fp16"  # (CPU autocast runs float16 too, with a CPU gradient scaler)
+    train(tiny_config(scenes, "train.epochs=2", "train.precision=auto"), run, resume=True)
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["precision"] == "fp16" and state["scaler"]["scale"] > 0
+    out = capsys.readouterr().out
+    assert "the run was trained in fp32 and continues in fp16 (train.precision=auto here)" in out
+
+    resolved["name"] = "bf16"
+    train(tiny_config(scenes, "train.epochs=3", "train.precision=auto"), run, resume=True)
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["precision"] == "bf16" and state["scaler"] == {}
+    assert "trained in fp16 and continues in bf16" in capsys.readouterr().out
+
+
+class Float64Watch(TorchFunctionMode):
+    """Names the torch operations that produce a float64 tensor (which MPS cannot hold)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        outputs = result if isinstance(result, (tuple, list)) else (result,)
+        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in outputs):
+            self.seen.append(getattr(func, "__name__", repr(func)))
+        return result
+
+
+def test_training_and_validation_need_no_float64(scenes, tmp_path):
+    """Apple GPUs (MPS) have no float64: nothing the loop keeps on the device may use it."""
+    watch = Float64Watch()
+    with watch:
+        record = train(tiny_config(scenes, "train.epochs=1"), tmp_path / "run")
+    assert watch.seen == [] and record["val_loss"] > 0 and record["train_loss"] > 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 from cityseg.data.loader import to_device
 from cityseg.errors import ConfigError
+from cityseg.evaluate.inference import resolve_precision
 from cityseg.train import precision
 
 
@@ -67,3 +70,49 @@ def test_batches_are_normalised_on_the_device_in_channels_last():
     assert torch.allclose(x[:, 0], torch.tensor(1.0)) and torch.allclose(x[:, 1], torch.tensor(3.0))
     x, _ = to_device(images, targets, torch.device("cpu"), mean, std, channels_last=False)
     assert x.is_contiguous()
+
+
+class FakeGPUs:
+    """``torch.cuda``'s answers for GPUs that compute bfloat16 natively or only by emulation."""
+
+    def __init__(self, monkeypatch, native: list[bool]) -> None:
+        self.native, self.current, self.asked = native, 0, []
+        monkeypatch.setattr(torch.cuda, "device", self.device)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", self.is_bf16_supported)
+
+    @contextlib.contextmanager
+    def device(self, device):
+        previous = self.current
+        index = torch.device(device).index
+        self.current = previous if index is None else index
+        try:
+            yield
+        finally:
+            self.current = previous
+
+    def is_bf16_supported(self, including_emulation: bool = True) -> bool:
+        self.asked.append(self.current)
+        return self.native[self.current] or including_emulation  # every GPU emulates it
+
+
+def test_auto_precision_leaves_out_emulated_bf16(monkeypatch):
+    """A T4, V100 or RTX 20xx emulates bf16 (slowly): auto means fp16 there, in training and in
+    inference alike; bf16 asked for explicitly still runs."""
+    FakeGPUs(monkeypatch, native=[False])
+    t4 = torch.device("cuda", 0)
+    assert precision.choose_precision("auto", t4).name == "fp16"
+    assert resolve_precision("auto", t4) == "fp16"
+    assert precision.choose_precision("bf16", t4).name == "bf16"
+    FakeGPUs(monkeypatch, native=[True])
+    assert precision.choose_precision("auto", t4).name == "bf16"
+    assert resolve_precision("auto", t4) == "bf16"
+
+
+def test_bf16_rule_asks_the_gpu_in_use(monkeypatch):
+    """GPU 0 emulates bf16, GPU 1 computes it: the answer for cuda:1 is GPU 1's."""
+    gpus = FakeGPUs(monkeypatch, native=[False, True])
+    second = torch.device("cuda", 1)
+    assert resolve_precision("auto", second) == "bf16"
+    assert precision.choose_precision("auto", second).name == "bf16"
+    assert set(gpus.asked) == {1}
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "fp16"

@@ -76,7 +76,11 @@ def add_parser(subparsers) -> None:
         help=f"files to write per photo (default: {','.join(OUTPUTS)})",
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colours")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N (default auto); with --onnx also tensorrt, tensorrt:N",
+    )
     parser.add_argument(
         "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype"
     )

@@ -63,7 +63,8 @@ class InferenceOptions:
         scales: run at each of these factors (of the whole-mode size, or of the image in slide
             mode) and average; (0.75, 1.0, 1.25) is common.
         precision: "fp32", or autocast to "bf16" (CPU and recent GPUs) or "fp16" (CUDA only);
-            "auto" picks bf16 on GPUs that support it (else fp16) and on CPUs with AMX, else fp32.
+            "auto" picks bf16 on GPUs that compute it natively (else fp16) and on CPUs with AMX,
+            else fp32.
         channels_last: run the network in channels-last memory format (faster convolutions on
             recent GPUs and on CPUs with oneDNN).
     """
@@ -276,11 +277,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ConfigError(f"precision fp16 needs a CUDA device, not {device}; use bf16 or fp32")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        from cityseg.train.precision import cpu_bf16_support
+    from cityseg.train.precision import cpu_bf16_support, cuda_bf16_support
 
+    if device.type == "cuda":
+        return "bf16" if cuda_bf16_support(device) == "native" else "fp16"
+    if device.type == "cpu":
         return "bf16" if cpu_bf16_support() == "amx" else "fp32"
     return "fp32"
 

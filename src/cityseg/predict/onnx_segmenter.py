@@ -15,6 +15,7 @@ model configuration, under the format tag ``cityseg_format = "cityseg-onnx-v1"``
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class OnnxSegmenter(BaseSegmenter):
 
     Args:
         path: the ``.onnx`` file written by ``cityseg export``.
-        device: "auto" (every provider onnxruntime offers here, CUDA first), "cpu" or "cuda".
+        device: "auto" (every provider onnxruntime offers here but TensorRT, CUDA first), "cpu",
+            "cuda", "cuda:N", "tensorrt" or "tensorrt:N" (see ``session_providers``).
         mode: must be "whole"; sliding-window inference needs the checkpoint.
         resize: "train" (the training size), (height, width), or a factor; None: the image size.
         tta: also average over the horizontally flipped image and, unless ``scales`` is given,
@@ -162,29 +164,61 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=0, keepdims=True)
 
 
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+GPU_PROVIDERS = {"cuda": [CUDA], "tensorrt": [TENSORRT, CUDA]}
+
+
+def session_providers(device: str, available: Sequence[str]) -> list:
+    """The execution providers (with their options) to ask onnxruntime for on ``device``.
+
+    * "cpu": the CPU;
+    * "cuda" or "cuda:N": CUDA on GPU N (default 0), then the CPU for what CUDA cannot run;
+    * "tensorrt" or "tensorrt:N": TensorRT first, only when asked for: it builds an engine for
+      each new input size, minutes for every photo size a folder holds;
+    * "auto": every provider onnxruntime offers here but TensorRT, CUDA first.
+    """
+    if device == "cpu":
+        return [CPU]
+    if device == "auto":
+        others = [p for p in available if p not in (TENSORRT, CUDA, CPU)]
+        return ([CUDA] if CUDA in available else []) + others + [CPU]
+    kind, colon, index = device.partition(":")
+    if kind not in GPU_PROVIDERS or (colon and not index.isdigit()):
+        raise ConfigError(
+            f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N, tensorrt or "
+            "tensorrt:N"
+        )
+    missing = [p for p in GPU_PROVIDERS[kind] if p not in available]
+    if missing:
+        name = missing[0].removesuffix("ExecutionProvider")
+        raise ConfigError(f"--device {device}: onnxruntime has no {name} here; use cpu or auto")
+    options = {"device_id": int(index or 0)}
+    return [(provider, options) for provider in GPU_PROVIDERS[kind]] + [CPU]
+
+
 def _open_session(path: Path, device: str):
     import onnxruntime
 
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX model not found; write one with `cityseg export`")
-    available = onnxruntime.get_available_providers()
-    if device == "cpu":
-        providers = ["CPUExecutionProvider"]
-    elif device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
-            raise ConfigError(f"--device {device}: onnxruntime has no CUDA here; use cpu")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    elif device == "auto":
-        providers = available
-    else:
-        raise ConfigError(f"--device {device}: unknown device; use auto, cpu or cuda")
+    providers = session_providers(device, onnxruntime.get_available_providers())
     try:
-        return onnxruntime.InferenceSession(str(path), providers=providers)
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
     except Exception as error:  # onnxruntime raises several unrelated types for a bad file
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error)
         raise CheckpointError(
             f"{path}: not a loadable ONNX model ({reason}); re-export it with `cityseg export`"
         ) from None
+    wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    active = session.get_providers()
+    if wanted not in active:  # onnxruntime falls back on its own, saying little
+        print(
+            f"warning: {path}: onnxruntime could not start {wanted} (a missing library?); "
+            f"running on {active[0] if active else CPU}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return session
 
 
 def read_metadata(session, path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ exact resume::
     input_size        [H, W] the network was trained at
     config            the resolved training configuration (dict)
     epoch, iteration  completed epochs and optimiser steps
+    precision         the number format the run trained in (fp32, bf16, fp16), resolved
     optimizer, scheduler, scaler, early_stopping, class_weights, best_mean_iou, metrics, rng
 
 Example:
@@ -123,6 +124,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: checkpoint not found; give a .pt file written by training")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # a readable file that does not fit: not a damaged one
     except Exception as error:  # noqa: BLE001 - whatever a damaged or foreign file raises
         unsafe = next((line for line in str(error).splitlines() if "GLOBAL" in line), None)
         if unsafe is not None:
@@ -155,10 +158,13 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained UNet (in eval mode, on ``device``) and the checkpoint's description ``meta``
-    (everything but the weights and the optimiser/scaler/random states)."""
+    (everything but the weights and the optimiser/scaler/random states).
+
+    The file is read into host memory and only the model moves to ``device``: the optimiser and
+    random states never travel to the GPU and back."""
     from cityseg.model import model_from_config
 
-    state = load_checkpoint(path, device)
+    state = load_checkpoint(path)
     try:
         model = model_from_config(state["model_config"])
         problems = compat.state_dict_problems(model, state["model"])
@@ -195,10 +201,15 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back the generator states saved by ``capture_rng_state``."""
+    """Put back the generator states saved by ``capture_rng_state``.
+
+    The CUDA states go back to as many GPUs as are visible now: a run saved by a 4-GPU job
+    continues on one GPU (its process used the first; the others' generators were never drawn
+    from by it), and one saved on the CPU leaves the GPUs' generators as seeded."""
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
     numpy_state = state["numpy"]
     np.random.set_state(
         {

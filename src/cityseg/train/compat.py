@@ -119,3 +119,14 @@ def check_resumable(
             f"{path}: the weights do not fit the model ({'; '.join(problems)}); the file is "
             "damaged or from another version"
         )
+
+
+def precision_change(saved: str | None, now: str, requested: str) -> str | None:
+    """The line to print when a resumed run continues in another number format than the one it
+    was trained in (``train.precision=auto`` resolves on each machine), else None."""
+    if saved is None or saved == now:
+        return None
+    return (
+        f"train.precision: the run was trained in {saved} and continues in {now} "
+        f"(train.precision={requested} here); to keep {saved}, resume with train.precision={saved}"
+    )

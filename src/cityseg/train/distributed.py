@@ -1,8 +1,9 @@
 """Several processes through ``torchrun``: process group, model wrapping, reductions.
 
-``torchrun --nproc_per_node N -m cityseg train ...`` sets ``RANK``, ``LOCAL_RANK`` and
-``WORLD_SIZE``; without them everything here degrades to a single process and does nothing.
-NCCL is used on CUDA, gloo on the CPU (the same code path, which is what the tests run).
+``torchrun --nproc_per_node N -m cityseg train ...`` sets ``RANK``, ``LOCAL_RANK``,
+``LOCAL_WORLD_SIZE`` and ``WORLD_SIZE``; without them everything here degrades to a single process
+and does nothing. The backend follows ``train.device``: NCCL on CUDA (one GPU per process), gloo on
+the CPU (the same code path, which is what the tests run), also on a node that has GPUs.
 
 When one process fails, torchrun stops the others; a process that waits in a collective for a
 peer that stopped answering gives up after ``CITYSEG_DIST_TIMEOUT`` seconds (default 600, where
@@ -20,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cityseg.train.precision import choose_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,6 +31,7 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_world_size: int = 1  # the processes on this node
 
     @property
     def is_main(self) -> bool:
@@ -39,19 +43,25 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed() -> DistInfo:
-    """Join the process group when started by torchrun with more than one process."""
+def setup_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group when started by torchrun with more than one process.
+
+    ``device`` is ``train.device``: the backend is NCCL when it resolves to CUDA (each process
+    then takes GPU ``LOCAL_RANK``; ConfigError when the node has fewer GPUs than processes), gloo
+    otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+    chosen = choose_device(device, local_rank, local_world_size)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
     if not dist.is_initialized():
         timeout = timedelta(seconds=float(os.environ.get("CITYSEG_DIST_TIMEOUT", "600")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size)
+        backend = "nccl" if chosen.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timeout)
+    return DistInfo(rank, local_rank, world_size, local_world_size)
 
 
 def cleanup_distributed() -> None:
@@ -81,6 +91,15 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every process, in place. Without
+    SyncBatchNorm each process's last training batches leave it statistics of its own, while the
+    checkpoint holds rank 0's: a validation shared by the processes must use rank 0's."""
+    if info.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def broadcast_object(value: object, info: DistInfo) -> object:

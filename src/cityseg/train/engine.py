@@ -8,8 +8,10 @@ stopping, counters, random generators), so a resumed run continues as if never s
 
 When things go wrong: Ctrl-C or SIGTERM finish the current step and save a checkpoint of the
 middle of the epoch (with the sampler position, so resuming is still exact); a NaN or infinite
-loss, running out of memory or of disk stop the run with one line saying what to change, the last
-good checkpoint kept; a checkpoint never exists half-written (see :mod:`cityseg.train.guard`).
+loss, float16 gradients that overflow step after step, running out of memory or of disk stop the
+run with one line saying what to change, the last good checkpoint kept; a checkpoint never exists
+half-written (see :mod:`cityseg.train.guard`). A step the fp16 gradient scaler skips is not
+counted: the schedule follows the steps actually taken.
 
 Example:
     >>> from cityseg.config import load_config
@@ -43,6 +45,7 @@ from cityseg.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     cleanup_distributed,
     print_main,
     setup_distributed,
@@ -76,7 +79,7 @@ LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train (or, with ``resume``, continue training) into ``run_dir``; return the last record."""
-    info = setup_distributed()
+    info = setup_distributed(config.train.device)
     faults.reset()
     try:
         with StopSignals(announce=info.is_main) as signals:
@@ -93,6 +96,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str
 
 class _StopNow(Exception):
     """Raised inside validation to unwind to ``fit`` when a stop was requested."""
+
+
+@contextlib.contextmanager
+def _inference_mode_layers(model: torch.nn.Module):
+    """Every layer in eval mode (BatchNorm uses its statistics and leaves them alone, no
+    dropout) for the duration, then each back in its own mode (a frozen encoder stays frozen)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 class Trainer:
@@ -112,11 +128,12 @@ class Trainer:
         self.progress: dict[str, Any] | None = None  # where a mid-epoch checkpoint stopped
         self.signals: StopSignals | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
+        self.overflowed = 0  # fp16 steps skipped in a row by the gradient scaler (_optimizer_step)
         if info.is_main:
             guard.check_writable(run_dir)
         resume_state = self._prepare_run_dir(resume)
         seed_everything(cfg.seed + info.rank)
-        self.device = choose_device(cfg.device, info.local_rank)
+        self.device = choose_device(cfg.device, info.local_rank, info.local_world_size)
         self.precision = choose_precision(cfg.precision, self.device)
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
@@ -218,7 +235,13 @@ class Trainer:
                 self.average.model.load_state_dict(self.model.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        note = compat.precision_change(
+            state.get("precision"), self.precision.name, self.config.train.precision
+        )
+        if note:
+            print_main(self.info, note)
+        if self.scaler.is_enabled() and state.get("scaler"):  # else a fresh scaler (or none)
+            self.scaler.load_state_dict(state["scaler"])
         self.stopper.load_state_dict(state["early_stopping"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.saved_at = (self.epoch, self.iteration)
@@ -327,13 +350,13 @@ class Trainer:
             leave=False,
             dynamic_ncols=True,
         )
-        self.loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self.loss_sum = torch.zeros(2, device=self.device)  # float32: MPS has no float64
         started, seen, self.batches_done = time.perf_counter(), 0, 0
         if self.progress is not None:  # resuming in the middle of this epoch
             self.batches_done = self.progress["batches"]
             self.train_loader.sampler.skip = self.batches_done * self.batch_per_step
             if self.info.is_main:  # (the saved sum is rank 0's; the others' partial sums are lost)
-                self.loss_sum += self.progress["loss_sum"].to(self.device)
+                self.loss_sum += self.progress["loss_sum"].to(self.device, torch.float32)
             bar.update(self.batches_done // cfg.accumulate)
         batches = iter(self.train_loader)  # draws the workers' seed from the generator
         if self.progress is not None:
@@ -342,30 +365,32 @@ class Trainer:
                 seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
             self.progress = None
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        loss = None  # of the last micro-batch that had images
         self.optimizer.zero_grad(set_to_none=True)
         for micro, batch in enumerate(batches, start=self.batches_done):
             if micro >= micro_steps or self.iteration >= self.total_steps:
                 break
             batch = self._usable(batch)
-            if batch is None:
-                continue
-            images, targets = batch
             lr = self.schedule.set_step(self.iteration)
             step_now = (micro + 1) % cfg.accumulate == 0
-            loss = self._forward_backward(images, targets, step_now)
-            nonfinite |= ~torch.isfinite(loss.detach())
-            self.loss_sum[0] += loss.detach()
-            self.loss_sum[1] += 1
-            seen += images.shape[0] * self.info.world_size
+            if batch is None:  # all unreadable: this process still takes part in the step
+                self._blank_forward_backward(step_now)
+            else:
+                images, targets = batch
+                loss = self._forward_backward(images, targets, step_now)
+                nonfinite |= ~torch.isfinite(loss.detach())
+                self.loss_sum[0] += loss.detach()
+                self.loss_sum[1] += 1
+                seen += images.shape[0] * self.info.world_size
             if step_now:
                 stop = self._check_step(nonfinite, loss, lr)
-                self._optimizer_step()
+                stepped = self._optimizer_step()
                 self.batches_done = micro + 1
                 bar.update(1)
-                if show:
+                if show and loss is not None:
                     rate = seen / (time.perf_counter() - started)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                if self.iteration % cfg.log_every == 0:
+                if stepped and self.iteration % cfg.log_every == 0 and loss is not None:
                     self.history.scalar("train/loss", loss.item(), self.iteration)
                     self.history.scalar("train/lr", lr, self.iteration)
                 faults.reached("step")
@@ -392,7 +417,7 @@ class Trainer:
             print(f"warning: skipped: {problem}", file=sys.stderr, flush=True)
         return batch.batch
 
-    def _check_step(self, nonfinite: torch.Tensor, loss: torch.Tensor, lr: float) -> bool:
+    def _check_step(self, nonfinite: torch.Tensor, loss: torch.Tensor | None, lr: float) -> bool:
         """Before an optimiser step: raise if a loss of the step was not finite on any process;
         return whether a stop was requested (one synchronisation for both)."""
         requested = self.signals is not None and self.signals.requested
@@ -401,7 +426,7 @@ class Trainer:
         nonfinite.zero_()
         if flags[0]:
             raise guard.diverged(
-                loss.item(),
+                loss.item() if loss is not None else float("nan"),
                 self.iteration + 1,
                 self.epoch + 1,
                 lr,
@@ -436,17 +461,49 @@ class Trainer:
             self.scaler.scale(loss / self.config.train.accumulate).backward()
         return loss
 
-    def _optimizer_step(self) -> None:
+    def _blank_forward_backward(self, step_now: bool) -> None:
+        """A micro-step of weight zero, for a process whose images were all unreadable: a forward
+        and backward pass over a blank image (BatchNorm statistics left alone) whose gradients
+        are zero, so that the process takes part in the step's collectives (DDP's gradient
+        all-reduce) like the others instead of leaving them waiting for it."""
+        size = int(getattr(self.model, "min_size", 32))
+        blank = torch.zeros(1, 3, size, size, device=self.device)
+        if self.config.train.channels_last:
+            blank = blank.contiguous(memory_format=torch.channels_last)
+        no_sync = self.info.enabled and not step_now
+        with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
+            with _inference_mode_layers(self.model), self.precision.autocast():
+                logits = self.train_model(blank)
+            self.scaler.scale(logits.float().sum() * 0.0).backward()
+
+    def _optimizer_step(self) -> bool:
+        """Step (unless the fp16 gradient scaler found infinite gradients and skipped it: then
+        neither the step count nor the schedule moves); return whether it stepped."""
         clip = self.config.train.clip_grad_norm
         if clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if scale is not None and self.scaler.get_scale() < scale:  # lowered: the step was skipped
+            self.overflowed += 1
+            if self.scaler.get_scale() < guard.MIN_GRAD_SCALE:
+                raise guard.gradients_overflow(
+                    self.scaler.get_scale(),
+                    self.overflowed,
+                    self.iteration,
+                    self.epoch + 1,
+                    self.config.train.lr,
+                    self._last_checkpoint_note(),
+                )
+            return False
+        self.overflowed = 0
         self.iteration += 1
         if self.average is not None:
             self.average.update(self.model)
+        return True
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
@@ -457,9 +514,11 @@ class Trainer:
 
         model = self.model if self.average is None else self.average.model
         model.eval()
+        broadcast_buffers(model, self.info)  # every process validates the model it saves
         num_classes = self.config.model.num_classes
         confusion = ConfusionMatrix(num_classes, device=self.device)
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)  # float32: MPS has no float64
+        pixels = torch.zeros((), dtype=torch.int64, device=self.device)
         for batch in self.val_loader:
             faults.reached("validate")
             if not self.info.enabled and self.signals is not None and self.signals.requested:
@@ -481,12 +540,13 @@ class Trainer:
             loss = F.cross_entropy(
                 logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
             )
-            loss_sum += torch.stack([loss.double(), (targets != IGNORE_INDEX).sum().double()])
+            loss_sum += loss
+            pixels += (targets != IGNORE_INDEX).sum()
             confusion.update(logits.argmax(1), targets)
         matrix = confusion.reduce().cpu().numpy()
-        loss_sum = all_reduce_sum(loss_sum, self.info)
+        loss_sum, pixels = all_reduce_sum(loss_sum, self.info), all_reduce_sum(pixels, self.info)
         metrics = summarize(matrix, checkpoint_header(self.config)["class_names"])
-        val_loss = (loss_sum[0] / loss_sum[1].clamp(min=1)).item()
+        val_loss = (loss_sum / pixels.clamp(min=1)).item()
         return {"val_loss": val_loss, **metrics}
 
     def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -514,6 +574,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "precision": self.precision.name,
             "early_stopping": self.stopper.state_dict(),
             "best_mean_iou": self.stopper.best,
             "class_weights": self.class_weights,

@@ -1,6 +1,7 @@
 """What can go wrong around a training run, found early or reported in one line with the fix:
 an output folder that cannot be written, a disk too small for the checkpoints, a disk that fills
-up during a save, a diverging loss, and running out of GPU memory.
+up during a save, a diverging loss, float16 gradients that keep overflowing, and running out of
+GPU memory.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ def diverged(
     return TrainingFailed(
         f"training diverged: the loss is {value} at step {iteration} (epoch {epoch}); "
         f"stopped without saving; {previous}; likely fixes: {', '.join(fixes)}"
+    )
+
+
+MIN_GRAD_SCALE = 1.0
+"""A float16 gradient scale below this means the gradients overflow even unscaled: the scaler is
+skipping every step (each skip halves the scale), and the run has stopped learning."""
+
+
+def gradients_overflow(
+    scale: float, skipped: int, iteration: int, epoch: int, lr: float, previous: str
+) -> TrainingFailed:
+    """The error for float16 gradients that stay infinite or NaN, step after step."""
+    return TrainingFailed(
+        f"training stalled: the float16 gradients stayed infinite or NaN, so the gradient scaler "
+        f"skipped {skipped} steps in a row and its scale fell to {scale:g} after step "
+        f"{iteration} (epoch {epoch}); stopped without saving; {previous}; likely fixes: "
+        f"train.precision=bf16 (or fp32), a lower train.lr (now {lr:g}), train.clip_grad_norm=1"
     )
 
 

@@ -2,8 +2,8 @@
 
 ``precision="auto"`` picks the fastest format the hardware supports natively:
 
-* CUDA: bfloat16 when ``torch.cuda.is_bf16_supported()`` (Ampere and later), else float16 with a
-  gradient scaler.
+* CUDA: bfloat16 when the GPU computes it natively (Ampere and later, see ``cuda_bf16_support``),
+  else float16 with a gradient scaler: on a T4, V100 or RTX 20xx bfloat16 is emulated, and slow.
 * CPU: bfloat16 when the CPU computes it natively (``amx_bf16`` or ``avx512_bf16`` in the CPU
   flags: Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later); otherwise float32,
   since emulated bf16 is slower. Measured on a 2-core AMD Zen 4 (avx512_bf16, no AMX), U-Net
@@ -44,8 +44,9 @@ class Precision:
         return torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
 
 
-def choose_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` = cuda, then mps, then cpu; a named device must be available."""
+def choose_device(name: str, local_rank: int = 0, local_processes: int = 1) -> torch.device:
+    """``auto`` = cuda, then mps, then cpu; a named device must be available. On CUDA, process
+    ``local_rank`` of the ``local_processes`` on this node takes GPU ``local_rank``: one each."""
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -56,7 +57,14 @@ def choose_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("train.device=cuda: no CUDA GPU is available; use auto or cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+        visible = torch.cuda.device_count()
+        if max(local_processes, local_rank + 1) > visible:
+            raise ConfigError(
+                f"{max(local_processes, local_rank + 1)} processes on this node but only "
+                f"{visible} GPU(s) visible: use torchrun --nproc_per_node={visible} (or fewer), "
+                "or train.device=cpu"
+            )
+        return torch.device("cuda", local_rank)
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("train.device=mps: the MPS backend is not available; use auto or cpu")
     return torch.device(name)
@@ -83,17 +91,26 @@ def cpu_bf16_support() -> str:
     return "none"
 
 
+def cuda_bf16_support(device: torch.device) -> str:
+    """'native' (Ampere and later, and ROCm), 'emulated' (older GPUs: it works, slowly) or 'none',
+    for the GPU ``device`` (not the current one). The one rule of training and inference alike."""
+    with torch.cuda.device(device):
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return "native"
+        return "emulated" if torch.cuda.is_bf16_supported(including_emulation=True) else "none"
+
+
 def choose_precision(requested: str, device: torch.device) -> Precision:
     """Resolve ``train.precision`` (auto/fp32/bf16/fp16) for ``device``."""
     kind = device.type
     if requested == "auto":
         if kind == "cuda":
-            requested = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            requested = "bf16" if cuda_bf16_support(device) == "native" else "fp16"
         elif kind == "cpu" and cpu_bf16_support() != "none":
             requested = "bf16"
         else:
             requested = "fp32"
-    if requested == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+    if requested == "bf16" and kind == "cuda" and cuda_bf16_support(device) == "none":
         raise ConfigError(
             "train.precision=bf16: this GPU has no bfloat16 support; use fp16 or auto"
         )

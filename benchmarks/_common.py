@@ -27,7 +27,7 @@ def use_fast_allocator() -> None:
     """Re-run this script with jemalloc/tcmalloc preloaded, as the ``cityseg`` command does for
     training, so the numbers are the ones users get. ``CITYSEG_ALLOCATOR=system`` keeps glibc."""
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.allocator import active_allocator, find_fast_allocator
+    from cityseg.runtime.allocator import active_allocator, find_fast_allocator
 
     if (
         not sys.platform.startswith("linux")
@@ -242,7 +242,7 @@ def machine_lines(device) -> list[str]:
     import torch
 
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.allocator import active_allocator
+    from cityseg.runtime.allocator import active_allocator
 
     info = cpu_info()
     lines = [

@@ -118,16 +118,16 @@ def run_cityseg(args, device, size) -> dict:
     from cityseg.config import DataConfig, ModelConfig, TrainConfig
     from cityseg.data.cache import CachedDataset
     from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch, to_device
-    from cityseg.evaluate.confusion import ConfusionMatrix
-    from cityseg.evaluate.metrics import summarize
-    from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import (
+    from cityseg.metrics.confusion import ConfusionMatrix
+    from cityseg.metrics.summary import summarize
+    from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.precision import (
         Precision,
         choose_precision,
-        configure_determinism,
         cpu_bf16_support,
         cuda_bf16_support,
     )
+    from cityseg.train.losses import SegmentationLoss
     from cityseg.train.setup import build_model
 
     cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
@@ -189,7 +189,7 @@ def run_cityseg(args, device, size) -> dict:
 
 
 def active_allocator() -> str:
-    from cityseg.allocator import active_allocator as allocator
+    from cityseg.runtime.allocator import active_allocator as allocator
 
     return allocator()
 

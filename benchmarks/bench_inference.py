@@ -4,7 +4,7 @@ One 1024x2048 image through a U-Net (default width 32, random weights saved once
 configuration runs the same network), whole image and sliding window (512x1024 tiles, a third
 overlapping, Gaussian blending, one tile per forward pass so memory stays bounded):
 
-* PyTorch float32 and bf16 autocast + channels_last, through ``cityseg.evaluate.inference``;
+* PyTorch float32 and bf16 autocast + channels_last, through ``cityseg.inference``;
 * ONNX Runtime (CPU) on the graph written by ``cityseg.export.export_model`` (uint8 in, logits
   out), whole image through ``cityseg.predict.OnnxSegmenter``; its sliding window here tiles the
   uint8 image in NumPy with the same tiles and window.
@@ -199,7 +199,8 @@ def run_one(args, configuration, scratch: Path) -> dict:
 def torch_predictor(args, mode: str, precision: str, tile, scratch: Path):
     import torch
 
-    from cityseg.evaluate.inference import InferenceOptions, Predictor
+    from cityseg.inference.options import InferenceOptions
+    from cityseg.inference.predictor import Predictor
     from cityseg.model import model_from_config
 
     device = resolve_device(args.device, args.threads, args.smoke)

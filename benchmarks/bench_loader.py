@@ -135,7 +135,7 @@ def run(args, config, device, scratch: Path) -> None:
 
 def consumption_rate(config, device, build_step, iterations: int) -> float:
     """Training images/s of the configuration's model at its size and batch (fast path)."""
-    from cityseg.train.precision import choose_precision
+    from cityseg.runtime.precision import choose_precision
 
     precision = choose_precision(config.train.precision, device).name
     size = tuple(config.data.crop or config.data.size)

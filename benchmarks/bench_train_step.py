@@ -148,7 +148,7 @@ def main() -> None:
 
 def half_precision(device) -> str:
     """bf16, except on GPUs that only emulate it (fp16 with a gradient scaler there)."""
-    from cityseg.train.precision import cuda_bf16_support
+    from cityseg.runtime.precision import cuda_bf16_support
 
     if device.type == "cuda" and cuda_bf16_support(device) != "native":
         return "fp16"
@@ -156,7 +156,7 @@ def half_precision(device) -> str:
 
 
 def auto_precision(device) -> str:
-    from cityseg.train.precision import choose_precision
+    from cityseg.runtime.precision import choose_precision
 
     return choose_precision("auto", device).name
 
@@ -224,8 +224,9 @@ def build_step(
     from cityseg.config import TrainConfig
     from cityseg.data.loader import to_device
     from cityseg.model import model_normalization
+    from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.precision import Precision
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import Precision, configure_determinism
     from cityseg.train.setup import build_model
 
     configure_determinism(TrainConfig().deterministic, device)

@@ -51,8 +51,7 @@ def bf16_rule(args: argparse.Namespace) -> int:
     in training (choose_precision) and inference (resolve_precision) alike."""
     import torch
 
-    from cityseg.evaluate.inference import resolve_precision
-    from cityseg.train.precision import choose_precision, cuda_bf16_support
+    from cityseg.runtime.precision import choose_precision, cuda_bf16_support, resolve_precision
 
     asked: list[int | None] = []
     real_device = torch.cuda.device
@@ -112,7 +111,7 @@ def widen_rng(args: argparse.Namespace) -> int:
     saves them."""
     import torch
 
-    from cityseg.train.checkpoint import load_checkpoint, save_checkpoint
+    from cityseg.checkpoint.io import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(args.checkpoint)
     cuda = state["rng"]["cuda"]
@@ -160,8 +159,8 @@ def load_on_host(args: argparse.Namespace) -> int:
     (the optimiser's moments never reach it); running out of memory is not called damage."""
     import torch
 
+    from cityseg.checkpoint.loading import load_model
     from cityseg.errors import CheckpointError
-    from cityseg.train.checkpoint import load_model
 
     places, real_load = [], torch.load
 

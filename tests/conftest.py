@@ -53,8 +53,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from cityseg import labels
+    from cityseg.checkpoint.format import FORMAT
+    from cityseg.checkpoint.io import save_checkpoint
     from cityseg.model import UNet
-    from cityseg.train.checkpoint import FORMAT, save_checkpoint
 
     torch.manual_seed(0)
     model = UNet(base_width=8, depth=3)

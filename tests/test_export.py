@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.data.io import read_rgb
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.export import (
@@ -25,7 +26,6 @@ from cityseg.export import (
 from cityseg.model import UNet
 from cityseg.predict import OnnxSegmenter, Segmenter
 from cityseg.predict.onnx_segmenter import _open_session
-from cityseg.train.checkpoint import load_model
 
 NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
 MAX_LOGIT_DIFF = 1e-3

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.cli import main
 from cityseg.data.pairs import decode_label_colors, read_pair
 from cityseg.data.synthetic.render import render_scene
 from cityseg.predict import Segmenter
 from cityseg.pretrained import pretrained_path
-from cityseg.train.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")

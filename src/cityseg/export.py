@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import ConfigError
 from cityseg.predict.onnx_segmenter import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAMES
 
@@ -84,8 +85,6 @@ def export_checkpoint(
     verify: bool = True,
 ) -> ExportResult:
     """Export a checkpoint written by ``cityseg train`` to ONNX (see :func:`export_model`)."""
-    from cityseg.train.checkpoint import load_model
-
     checkpoint = Path(checkpoint)
     model, meta = load_model(checkpoint, torch.device("cpu"))
     palette = meta.get("palette")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cityseg.errors import ConfigError
+from cityseg.errors import ConfigError, UserError
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -45,4 +45,18 @@ def _check_can_create_in(target: Path, ancestor: Path, option: str) -> None:
     except OSError as error:
         raise ConfigError(
             f"{target}: cannot write into {ancestor} ({error.strerror}); choose another {option}"
+        ) from None
+
+
+def prepare_output_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents), or raise UserError saying why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".cityseg-write-test", "wb"):
+            pass
+        (folder / ".cityseg-write-test").unlink()
+    except OSError as error:
+        raise UserError(
+            f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
+            "choose another --out"
         ) from None

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix
 
-from cityseg.evaluate.confusion import ConfusionMatrix, confusion_matrix_np
+from cityseg.metrics.confusion import ConfusionMatrix, confusion_matrix_np
 
 
 def random_batch(rng: np.random.Generator, shape: tuple[int, ...], num_classes: int):

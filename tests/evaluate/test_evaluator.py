@@ -15,7 +15,8 @@ from cityseg import labels
 from cityseg.data.sample import Sample
 from cityseg.errors import CheckpointError, DataError
 from cityseg.evaluate.evaluator import evaluate_checkpoint, evaluate_dataset
-from cityseg.evaluate.inference import InferenceOptions, Predictor
+from cityseg.inference.options import InferenceOptions
+from cityseg.inference.predictor import Predictor
 from cityseg.model import UNet
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -10,9 +10,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from cityseg.errors import ConfigError
-from cityseg.evaluate.inference import (
-    InferenceOptions,
-    Predictor,
+from cityseg.inference.options import InferenceOptions
+from cityseg.inference.predictor import Predictor
+from cityseg.inference.windows import (
     sliding_window_probabilities,
     tile_origins,
     window_weights,

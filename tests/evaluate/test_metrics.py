@@ -16,8 +16,9 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from cityseg.evaluate import metrics
 from cityseg.labels import CLASS_NAMES
+from cityseg.metrics import scores as metrics
+from cityseg.metrics.summary import format_table, summarize
 
 NUM_CLASSES = 6
 
@@ -97,7 +98,7 @@ def test_summarize_schema_and_absent_classes():
     names = [f"class{i}" for i in range(NUM_CLASSES)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        summary = metrics.summarize(confusion, names)
+        summary = summarize(confusion, names)
     json.dumps(summary, allow_nan=False)
     assert summary["absent_classes"] == ["class5"]
     assert summary["classes"]["class5"] == {
@@ -123,7 +124,7 @@ def test_summarize_schema_and_absent_classes():
 def test_empty_matrix_gives_none_not_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        summary = metrics.summarize(np.zeros((3, 3), dtype=np.int64), ["a", "b", "c"])
+        summary = summarize(np.zeros((3, 3), dtype=np.int64), ["a", "b", "c"])
     assert summary["pixel_accuracy"] is None and summary["mean_iou"] is None
     assert summary["absent_classes"] == ["a", "b", "c"]
     json.dumps(summary, allow_nan=False)
@@ -134,7 +135,7 @@ def test_cityscapes_block_for_the_19_classes():
     confusion = rng.integers(0, 50, (19, 19))
     confusion[3] = 0
     confusion[:, 3] = 0
-    summary = metrics.summarize(confusion, CLASS_NAMES)
+    summary = summarize(confusion, CLASS_NAMES)
     block = summary["cityscapes"]
     assert block["classes_iou"] == pytest.approx(summary["mean_iou"])
     assert block["per_class"]["wall"]["iou"] is None
@@ -147,7 +148,7 @@ def test_cityscapes_block_for_the_19_classes():
 def test_format_table_marks_absent_classes():
     _, _, confusion = labels_and_confusion(8)
     names = [f"class{i}" for i in range(NUM_CLASSES)]
-    table = metrics.format_table(metrics.summarize(confusion, names))
+    table = format_table(summarize(confusion, names))
     assert all(name in table for name in names)
     assert "class5" in table.splitlines()[-1] and "absent" in table
     assert "mean" in table and "pixel accuracy" in table
@@ -157,4 +158,4 @@ def test_wrong_shapes_are_refused():
     with pytest.raises(ValueError):
         metrics.iou(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="class names"):
-        metrics.summarize(np.zeros((3, 3)), ["a", "b"])
+        summarize(np.zeros((3, 3)), ["a", "b"])

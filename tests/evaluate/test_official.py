@@ -15,15 +15,15 @@ from official_shim import (
     write_frame,
 )
 
-from cityseg.evaluate.confusion import confusion_matrix_np
-from cityseg.evaluate.metrics import summarize
-from cityseg.evaluate.official import (
+from cityseg.labels import CLASS_NAMES, label_ids_to_train_ids
+from cityseg.metrics.confusion import confusion_matrix_np
+from cityseg.metrics.official import (
     AVERAGE_INSTANCE_SIZE,
     LabelIdError,
     OfficialCounts,
     format_official,
 )
-from cityseg.labels import CLASS_NAMES, label_ids_to_train_ids
+from cityseg.metrics.summary import summarize
 
 TOLERANCE = 1e-6
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cityseg import labels
-from cityseg.evaluate import metrics as metric_functions
 from cityseg.evaluate.evaluator import ImageScore, evaluate_checkpoint, missed_most
+from cityseg.metrics import scores as metric_functions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "visualize"))
 from test_report import run_chromium  # noqa: E402

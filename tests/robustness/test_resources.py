@@ -13,8 +13,8 @@ import pytest
 import torch
 from robustkit import in_process, train_args, write_scenes
 
+from cityseg.checkpoint import io as ckpt
 from cityseg.model import UNet
-from cityseg.train import checkpoint as ckpt
 from cityseg.train import guard
 
 

@@ -8,20 +8,23 @@ import numpy as np
 import pytest
 import torch
 
+from cityseg.checkpoint import io as ckpt
+from cityseg.checkpoint import random_state
+from cityseg.checkpoint.format import FORMAT
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import CheckpointError
 from cityseg.labels import CLASS_NAMES
 from cityseg.model import UNet
-from cityseg.train import checkpoint as ckpt
 
 
 def minimal_state(model: UNet) -> dict:
     return {
-        "format": ckpt.FORMAT,
+        "format": FORMAT,
         "model_config": model.config,
         "model": model.state_dict(),
         "class_names": list(CLASS_NAMES),
         "optimizer": {"state": {}},
-        "rng": ckpt.capture_rng_state(),
+        "rng": random_state.capture_rng_state(),
     }
 
 
@@ -31,17 +34,17 @@ def test_save_then_load_model_with_weights_only(tmp_path):
     ckpt.save_checkpoint(path, minimal_state(model))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
     torch.load(path, weights_only=True)  # loadable without unpickling code
-    loaded, meta = ckpt.load_model(path)
+    loaded, meta = load_model(path)
     assert not loaded.training and "model" not in meta and "optimizer" not in meta
     x = torch.randn(1, 3, 32, 32)
     assert torch.equal(loaded(x), model(x))
     (tmp_path / "checkpoint.pt").rename(tmp_path / "checkpoint_last.pt")
-    assert ckpt.load_model(tmp_path)[1]["format"] == ckpt.FORMAT  # a run folder works too
+    assert load_model(tmp_path)[1]["format"] == FORMAT  # a run folder works too
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    ckpt.save_checkpoint(path, {"format": ckpt.FORMAT, "epoch": 1})
+    ckpt.save_checkpoint(path, {"format": FORMAT, "epoch": 1})
 
     def crash(state, file):
         file.write(b"half a checkpoint")
@@ -49,7 +52,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        ckpt.save_checkpoint(path, {"format": ckpt.FORMAT, "epoch": 2})
+        ckpt.save_checkpoint(path, {"format": FORMAT, "epoch": 2})
     monkeypatch.undo()
     assert ckpt.load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
@@ -57,25 +60,25 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
 def test_missing_corrupt_and_foreign_files_are_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        ckpt.load_model(tmp_path / "missing.pt")
+        load_model(tmp_path / "missing.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt.pt: not a readable cityseg checkpoint"):
-        ckpt.load_model(corrupt)
+        load_model(corrupt)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="foreign.pt: not a cityseg checkpoint"):
-        ckpt.load_model(foreign)
+        load_model(foreign)
     unsafe = tmp_path / "unsafe.pt"
-    torch.save({"format": ckpt.FORMAT, "thing": object()}, unsafe)
+    torch.save({"format": FORMAT, "thing": object()}, unsafe)
     with pytest.raises(CheckpointError, match="unsafe.pt"):
-        ckpt.load_model(unsafe)
+        load_model(unsafe)
     mismatched = tmp_path / "mismatched.pt"
     state = minimal_state(UNet(base_width=4, depth=2))
     state["model_config"] = UNet(base_width=8, depth=2).config
     ckpt.save_checkpoint(mismatched, state)
     with pytest.raises(CheckpointError, match="do not fit"):
-        ckpt.load_model(mismatched)
+        load_model(mismatched)
 
 
 def test_error_messages_are_one_line(tmp_path):
@@ -92,12 +95,12 @@ def test_random_states_round_trip_through_a_safe_checkpoint(tmp_path):
     random.seed(3)
     np.random.normal()  # leaves a cached gaussian in numpy's legacy state
     path = tmp_path / "rng.pt"
-    ckpt.save_checkpoint(path, {"format": ckpt.FORMAT, "rng": ckpt.capture_rng_state()})
+    ckpt.save_checkpoint(path, {"format": FORMAT, "rng": random_state.capture_rng_state()})
     expected = (torch.rand(3), np.random.rand(3), np.random.normal(), random.random())
     torch.manual_seed(99)
     np.random.seed(99)
     random.seed(99)
-    ckpt.restore_rng_state(torch.load(path, weights_only=True)["rng"])
+    random_state.restore_rng_state(torch.load(path, weights_only=True)["rng"])
     again = (torch.rand(3), np.random.rand(3), np.random.normal(), random.random())
     assert torch.equal(expected[0], again[0])
     np.testing.assert_array_equal(expected[1], again[1])
@@ -106,7 +109,7 @@ def test_random_states_round_trip_through_a_safe_checkpoint(tmp_path):
 
 def test_random_states_of_more_gpus_go_back_to_those_visible(monkeypatch):
     """A run saved by a 4-GPU job resumes where one GPU is visible (CUDA_VISIBLE_DEVICES)."""
-    state = ckpt.capture_rng_state()
+    state = random_state.capture_rng_state()
     state["cuda"] = [torch.full((16,), index, dtype=torch.uint8) for index in range(4)]
     restored = {}
 
@@ -124,7 +127,7 @@ def test_random_states_of_more_gpus_go_back_to_those_visible(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_rng_state_all)
-    ckpt.restore_rng_state(state)
+    random_state.restore_rng_state(state)
     assert list(restored) == [0] and torch.equal(restored[0], state["cuda"][0])
 
 
@@ -139,7 +142,7 @@ def test_load_model_reads_on_the_host_and_moves_only_the_model(tmp_path, monkeyp
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", recording_load)
-    model, _ = ckpt.load_model(path, "meta")  # (a device other than the CPU)
+    model, _ = load_model(path, "meta")  # (a device other than the CPU)
     assert places == ["cpu"] and next(model.parameters()).device.type == "meta"
 
 
@@ -152,4 +155,4 @@ def test_out_of_memory_while_loading_is_not_a_damaged_file(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "load", out_of_memory)
     with pytest.raises(torch.OutOfMemoryError):
-        ckpt.load_model(path)
+        load_model(path)

@@ -15,10 +15,10 @@ from ddpkit import run_ranks, train_rank
 from torch.utils.data import DistributedSampler
 from trainkit import write_scenes
 
+from cityseg.checkpoint.loading import load_model
 from cityseg.data import open_dataset
 from cityseg.errors import ConfigError
 from cityseg.normalization import IMAGENET_NORMALIZATION
-from cityseg.train.checkpoint import load_model
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
 
 

@@ -9,12 +9,12 @@ import torch
 
 from cityseg.data.loader import to_device
 from cityseg.errors import ConfigError
-from cityseg.evaluate.inference import resolve_precision
-from cityseg.train import precision
+from cityseg.runtime import device, precision
+from cityseg.runtime.precision import resolve_precision
 
 
 def test_cpu_choices():
-    cpu = precision.choose_device("cpu")
+    cpu = device.choose_device("cpu")
     assert cpu.type == "cpu"
     assert precision.choose_precision("fp32", cpu).name == "fp32"
     assert precision.choose_precision("bf16", cpu).name == "bf16"
@@ -35,9 +35,9 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
 def test_auto_device_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert precision.choose_device("auto").type == "cpu"
+    assert device.choose_device("auto").type == "cpu"
     with pytest.raises(ConfigError, match="train.device=cuda"):
-        precision.choose_device("cuda")
+        device.choose_device("cuda")
 
 
 def test_autocast_and_scaler():
@@ -53,7 +53,7 @@ def test_autocast_and_scaler():
 
 def test_runtime_report_is_one_line(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    line = precision.describe_runtime(precision.choose_precision("fp32", torch.device("cpu")), True)
+    line = device.describe_runtime(precision.choose_precision("fp32", torch.device("cpu")), True)
     assert "\n" not in line
     assert line.startswith("device cpu") and "precision fp32" in line
     assert "channels_last" in line and "allocator jemalloc" in line

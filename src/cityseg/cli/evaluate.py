@@ -185,8 +185,8 @@ def _checkpoint(args) -> Path:
 
 def run(args) -> int:
     from cityseg.evaluate.evaluator import evaluate_checkpoint
-    from cityseg.evaluate.metrics import format_table
-    from cityseg.evaluate.official import format_official
+    from cityseg.metrics.official import format_official
+    from cityseg.metrics.summary import format_table
     from cityseg.outputs import check_output_folder
 
     if args.worst < 0:

@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 
 from cityseg import faults, processes
 from cityseg.config import DataConfig
+from cityseg.data.datasets import open_dataset
+from cityseg.data.formats import dataset_splits, detect_format
 from cityseg.data.transforms import EvalTransform, TrainTransform
 from cityseg.errors import DataError, UserError
 
@@ -153,8 +155,6 @@ class ShardSampler(Sampler[int]):
 
 def open_splits(config: DataConfig, seed: int) -> Splits:
     """Open the training and validation datasets that ``config`` describes."""
-    from cityseg.data import detect_format
-
     if not config.root:
         raise DataError("data.root is not set; pass data.root=PATH (a dataset folder)")
     root = Path(config.root)
@@ -164,7 +164,7 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
     total = len(train)
     rng = np.random.default_rng(seed)
     train_indices, val, how = list(range(total)), None, "no validation"
-    if config.val_split and config.val_split in available_splits(root, data_format):
+    if config.val_split and config.val_split in dataset_splits(root, data_format):
         val = _open(root, config.val_split, data_format, config)
         _require_labels(val, root, config.val_split)
         how = f"split {config.val_split!r}"
@@ -191,24 +191,10 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
 
 def _open(root: Path, split: str, data_format: str, config: DataConfig):
     """A split of the dataset, or of its prepared cache (which must be at ``data.size``)."""
-    from cityseg.data import open_dataset
-
     if config.cache is None:
         return open_dataset(root, split, data_format)
     size = {"expected_size": config.size} if config.size is not None else {}
     return open_dataset(root, split, data_format, cache=config.cache, **size)
-
-
-def available_splits(root: Path, data_format: str) -> list[str]:
-    """The split folders a dataset has."""
-    if data_format == "cityscapes":
-        from cityseg.data.cityscapes import find_official_layout
-
-        layout = find_official_layout(root)
-        return layout.splits() if layout is not None else []
-    from cityseg.data.pairs import pairs_splits
-
-    return pairs_splits(root)
 
 
 def _require_labels(dataset, root: Path, split: str) -> None:

@@ -37,6 +37,7 @@ from cityseg.data.cache import (
     sample_to_json,
     source_fingerprint,
 )
+from cityseg.data.formats import dataset_splits, detect_format, open_files
 from cityseg.errors import DataError
 
 UNLABELLED = ("test",)
@@ -67,16 +68,7 @@ class PreparedSplit:
 
 def default_splits(root: Path, data_format: str) -> list[str]:
     """Every labelled split of a dataset (the unlabelled ``test`` split is left out)."""
-    if data_format == "cityscapes":
-        from cityseg.data.cityscapes import find_official_layout
-
-        layout = find_official_layout(root)
-        splits = layout.splits() if layout is not None else []
-    else:
-        from cityseg.data.pairs import pairs_splits
-
-        splits = pairs_splits(root)
-    return [split for split in splits if split not in UNLABELLED]
+    return [split for split in dataset_splits(root, data_format) if split not in UNLABELLED]
 
 
 def prepare_cache(
@@ -107,8 +99,6 @@ def prepare_cache(
     Raises:
         DataError: unusable dataset, images of different sizes without ``size``, too little disk.
     """
-    from cityseg.data.detect import detect_format
-
     root = Path(root).resolve()
     data_format = detect_format(root) if format == "auto" else format
     splits = list(splits) if splits else default_splits(root, data_format)
@@ -134,9 +124,7 @@ def _prepare_split(
     force: bool,
     progress: bool,
 ) -> PreparedSplit:
-    from cityseg.data.detect import open_dataset
-
-    dataset = open_dataset(root, split, data_format, max_images=max_images)
+    dataset = open_files(root, split, data_format, max_images=max_images)
     fingerprint = source_fingerprint(root, dataset.samples)
     folder = out / split
     existing = _existing_index(folder)

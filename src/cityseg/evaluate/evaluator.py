@@ -24,11 +24,15 @@ from tqdm import tqdm
 from cityseg import faults, labels
 from cityseg.data.loader import worker_options
 from cityseg.data.sample import Sample
-from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
-from cityseg.evaluate import metrics as metric_functions
-from cityseg.evaluate.confusion import ConfusionMatrix
-from cityseg.evaluate.inference import TTA_SCALES, Predictor
-from cityseg.evaluate.official import LabelIdError, OfficialCounts
+from cityseg.errors import CheckpointError, DataError, UserError
+from cityseg.inference.options import inference_options
+from cityseg.inference.predictor import Predictor
+from cityseg.metrics import scores as metric_functions
+from cityseg.metrics.confusion import ConfusionMatrix
+from cityseg.metrics.official import LabelIdError, OfficialCounts
+from cityseg.metrics.summary import summarize
+from cityseg.outputs import prepare_output_folder
+from cityseg.runtime.device import resolve_device
 
 REPORT_IMAGES = 3
 """Best images shown in the report (and worst ones, unless told otherwise)."""
@@ -217,31 +221,6 @@ def evaluate_dataset(
     return result
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/"auto": CUDA if available, else CPU; otherwise the named device, checked."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device}: unknown device; use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return resolved
-
-
-def inference_options(mode: str, tta: bool, **options) -> dict[str, Any]:
-    """:class:`InferenceOptions` fields from the command's flags: ``tta`` adds the flip and, when
-    no ``scales`` are given, the scales 0.75, 1.0 and 1.25."""
-    options = {key: value for key, value in options.items() if value is not None}
-    if tta:
-        options["flip"] = True
-        options.setdefault("scales", TTA_SCALES)
-    if "scales" in options:
-        options["scales"] = tuple(float(scale) for scale in options["scales"])
-    return {"mode": mode, **options}
-
-
 def _check_paths(checkpoint: Path, data_root: Path) -> None:
     if not checkpoint.exists():
         raise CheckpointError(
@@ -280,7 +259,7 @@ def evaluate_checkpoint(
         split: the labelled split to score.
         out_dir: where to write ``metrics.json``, ``confusion_matrix.png``, ``class_iou.png``
             (and ``report.html`` with ``report``); None writes nothing.
-        mode: "whole" or "slide" (see :class:`~cityseg.evaluate.inference.InferenceOptions`).
+        mode: "whole" or "slide" (see :class:`~cityseg.inference.options.InferenceOptions`).
         tta: average over the horizontal flip and, unless ``scales`` is given, 0.75/1.0/1.25.
         max_images: evaluate only the first N images.
         device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
@@ -310,8 +289,6 @@ def evaluate_checkpoint(
     if not getattr(dataset, "has_labels", True):
         raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
     if out_dir is not None:
-        from cityseg.predict.files import prepare_output_folder
-
         prepare_output_folder(Path(out_dir))  # before the work, not after it
     class_names = list(predictor.meta.get("class_names") or labels.CLASS_NAMES)
     official = tuple(class_names) == labels.CLASS_NAMES and can_score_officially(dataset.samples)
@@ -319,7 +296,7 @@ def evaluate_checkpoint(
         predictor, dataset, len(class_names), official, None, progress, workers
     )
     cityscapes = result.official.scores() if result.official is not None else None
-    metrics = metric_functions.summarize(result.confusion, class_names, cityscapes)
+    metrics = summarize(result.confusion, class_names, cityscapes)
     metrics["per_image"] = [
         {
             "file": image.file, "frame_id": image.frame_id,

@@ -2,7 +2,7 @@
 
 Predictions are in the official submission format: one single-channel labelId PNG per frame,
 anywhere under the prediction folder, whose name contains ``<city>_<seq>_<frame>``. Frames are
-decoded with OpenCV and counted with :mod:`cityseg.evaluate.official` in a pool of processes, each
+decoded with OpenCV and counted with :mod:`cityseg.metrics.official` in a pool of processes, each
 returning the partial counts of its share of the frames. No torch is imported on this path.
 """
 
@@ -22,9 +22,9 @@ import numpy as np
 from cityseg import processes
 from cityseg.data.io import read_unchanged
 from cityseg.errors import DataError
-from cityseg.evaluate.metrics import summarize
-from cityseg.evaluate.official import LabelIdError, OfficialCounts
 from cityseg.labels import CLASS_NAMES
+from cityseg.metrics.official import LabelIdError, OfficialCounts
+from cityseg.metrics.summary import summarize
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"

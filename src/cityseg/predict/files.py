@@ -13,21 +13,26 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from cityseg import labels
 from cityseg.errors import ConfigError, DataError, UserError
-
-if TYPE_CHECKING:
-    from cityseg.predict.segmenter import BaseSegmenter
+from cityseg.outputs import prepare_output_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_FORMATS = ("image", "pairs")
 """``image``: the file is the photo. ``pairs``: a Kaggle pairs JPEG, photo on the left half."""
 OUTPUTS = ("labelIds", "trainIds", "color", "overlay")
 """The files written per input, as ``<stem>_<output>.png``."""
+
+
+class PhotoSegmenter(Protocol):
+    """What :func:`predict_files` needs of a segmenter."""
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
 
 
 def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
@@ -166,7 +171,7 @@ def write_prediction(
 
 
 def predict_files(
-    segmenter: BaseSegmenter,
+    segmenter: PhotoSegmenter,
     paths: Sequence[Path],
     out_dir: str | Path,
     *,
@@ -211,17 +216,3 @@ def predict_files(
         summary = f"the other {done} of {len(paths)} images were written to {out_dir}"
         raise DataError(*failed, summary if done else "no image could be segmented")
     return written
-
-
-def prepare_output_folder(folder: Path) -> None:
-    """Create ``folder`` (and its parents), or raise UserError saying why it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".cityseg-write-test", "wb"):
-            pass
-        (folder / ".cityseg-write-test").unlink()
-    except OSError as error:
-        raise UserError(
-            f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
-            "choose another --out"
-        ) from None

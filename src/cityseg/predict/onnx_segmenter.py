@@ -25,7 +25,7 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.predict.segmenter import BaseSegmenter, check_photo
+from cityseg.predict.base import BaseSegmenter, check_photo
 
 ONNX_FORMAT = "cityseg-onnx-v1"
 INPUT_NAME = "image"

@@ -1,8 +1,6 @@
-"""The segmenters: RGB uint8 photo (H, W, 3) in, Cityscapes trainIds (H, W) uint8 out.
-
-:class:`Segmenter` runs a checkpoint with PyTorch (whole image, sliding window, flip and
-multi-scale TTA, all from :mod:`cityseg.evaluate.inference`); it imports torch only when made.
-Shipped checkpoints are found by name with :func:`pretrained_path`.
+"""Segment photos with a checkpoint in PyTorch: whole image, sliding window, flip and multi-scale
+TTA, all from :mod:`cityseg.inference`. Shipped checkpoints are found by name with
+:func:`~cityseg.pretrained.pretrained_path`.
 """
 
 from __future__ import annotations
@@ -14,46 +12,14 @@ from typing import Any
 import numpy as np
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import ConfigError
+from cityseg.inference.options import InferenceOptions, inference_options
+from cityseg.inference.predictor import Predictor
 from cityseg.normalization import IMAGENET_NORMALIZATION
+from cityseg.predict.base import BaseSegmenter, check_photo
 from cityseg.pretrained import pretrained_path
-
-
-class BaseSegmenter:
-    """What every segmenter offers on top of its own ``predict(image) -> trainIds``."""
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, C, H, W) float32 of a uint8 batch (N, H, W, 3)."""
-        raise NotImplementedError
-
-    def predict_video(self, source: str | Path, out_dir: str | Path, **options: Any):
-        """Segment a video file or a folder of frames into ``out_dir``: an overlay video at the
-        source frame rate and, as asked, a colour video and per-frame label PNGs. See
-        :func:`cityseg.predict.video.predict_video` for the options (``smooth``, ``batch_size``,
-        ``outputs``, ...); returns its :class:`~cityseg.predict.video.VideoResult`."""
-        from cityseg.predict.video import predict_video
-
-        return predict_video(self, source, out_dir, **options)
-
-    def predict_batch(
-        self, images: Sequence[np.ndarray] | np.ndarray
-    ) -> list[np.ndarray] | np.ndarray:
-        """TrainIds of several photos: an array (N, H, W) for an array (N, H, W, 3), else a
-        list of (H, W) masks for a list of photos (which may differ in size)."""
-        if isinstance(images, np.ndarray):
-            if images.ndim != 4:
-                raise ValueError(f"expected a batch (N, H, W, 3), got shape {images.shape}")
-            return np.stack([self.predict(image) for image in images])
-        return [self.predict(image) for image in images]
-
-    def predict_file(self, path: str | Path, input_format: str = "image") -> np.ndarray:
-        """TrainIds (H, W) of a PNG or JPEG file; see :func:`read_photo` for ``input_format``."""
-        from cityseg.predict.files import read_photo
-
-        return self.predict(read_photo(path, input_format))
+from cityseg.runtime.device import resolve_device
 
 
 class Segmenter(BaseSegmenter):
@@ -104,9 +70,6 @@ class Segmenter(BaseSegmenter):
         class_names: Sequence[str] = labels.CLASS_NAMES,
         palette: Sequence[Sequence[int]] | np.ndarray = labels.PALETTE,
     ) -> None:
-        from cityseg.evaluate.evaluator import inference_options, resolve_device
-        from cityseg.evaluate.inference import InferenceOptions, Predictor
-
         self.input_size = tuple(input_size) if input_size else None
         default = getattr(model, "normalization", IMAGENET_NORMALIZATION)
         self.normalization = dict(normalization or default)
@@ -149,9 +112,6 @@ class Segmenter(BaseSegmenter):
             CheckpointError: the file is missing or is not a cityseg checkpoint.
             ConfigError: an invalid inference option or device.
         """
-        from cityseg.evaluate.evaluator import resolve_device
-        from cityseg.train.checkpoint import load_model
-
         resolved = resolve_device(device)
         model, meta = load_model(path, resolved)
         palette = meta.get("palette")
@@ -192,11 +152,3 @@ class Segmenter(BaseSegmenter):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected a uint8 batch (N, H, W, 3), got {images.shape}")
         return self.predictor.probabilities(images).float().cpu().numpy()
-
-
-def check_photo(image: np.ndarray) -> np.ndarray:
-    """``image`` as an array, or a ValueError if it is not an RGB uint8 photo (H, W, 3)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 photo (H, W, 3), got {image.shape} {image.dtype}")
-    return image

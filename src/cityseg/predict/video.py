@@ -14,16 +14,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from cityseg import labels, limits
 from cityseg.errors import ConfigError, DataError, UserError
-
-if TYPE_CHECKING:
-    from cityseg.predict.segmenter import BaseSegmenter
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,6 +45,16 @@ class VideoResult:
     def frames_per_second(self) -> float:
         """Frames segmented (and written) per second of wall time."""
         return self.frames / max(self.seconds, 1e-9)
+
+
+class FrameSegmenter(Protocol):
+    """What :func:`predict_video` needs of a segmenter."""
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """TrainIds (N, H, W) uint8 of RGB uint8 frames (N, H, W, 3)."""
+
+    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C, H, W) float32 of RGB uint8 frames (N, H, W, 3)."""
 
 
 class FrameSource:
@@ -139,7 +146,7 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWrite
 
 
 def predict_video(
-    segmenter: BaseSegmenter,
+    segmenter: FrameSegmenter,
     source: str | Path,
     out_dir: str | Path,
     *,

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cityseg.train.precision import choose_device
+from cityseg.runtime.device import choose_device
 
 
 @dataclass(frozen=True)

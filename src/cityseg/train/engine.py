@@ -34,12 +34,18 @@ import torch
 import torch.nn.functional as F
 
 from cityseg import faults
+from cityseg.checkpoint import compatibility, random_state
+from cityseg.checkpoint import io as ckpt
+from cityseg.checkpoint.format import checkpoint_header
 from cityseg.config import Config, config_to_dict, save_config
 from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch, to_device
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.labels import IGNORE_INDEX
-from cityseg.train import checkpoint as ckpt
-from cityseg.train import compat, guard
+from cityseg.metrics.confusion import ConfusionMatrix
+from cityseg.metrics.summary import summarize
+from cityseg.runtime.device import choose_device, configure_determinism, describe_runtime
+from cityseg.runtime.precision import choose_precision
+from cityseg.train import guard
 from cityseg.train.averaging import WeightAverage
 from cityseg.train.distributed import (
     DistInfo,
@@ -53,12 +59,6 @@ from cityseg.train.distributed import (
 )
 from cityseg.train.history import RunHistory, format_summary
 from cityseg.train.interrupt import StopSignals, TrainingInterrupted
-from cityseg.train.precision import (
-    choose_device,
-    choose_precision,
-    configure_determinism,
-    describe_runtime,
-)
 from cityseg.train.schedules import (
     Patience,
     build_optimizer,
@@ -69,7 +69,6 @@ from cityseg.train.setup import (
     batch_per_process,
     build_criterion,
     build_model,
-    checkpoint_header,
     initialize_from,
     seed_everything,
 )
@@ -220,7 +219,7 @@ class Trainer:
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        compat.check_resumable(
+        compatibility.check_resumable(
             self.run_dir / LAST,
             state,
             self.model,
@@ -235,7 +234,7 @@ class Trainer:
                 self.average.model.load_state_dict(self.model.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
-        note = compat.precision_change(
+        note = compatibility.precision_change(
             state.get("precision"), self.precision.name, self.config.train.precision
         )
         if note:
@@ -245,7 +244,7 @@ class Trainer:
         self.stopper.load_state_dict(state["early_stopping"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.saved_at = (self.epoch, self.iteration)
-        ckpt.restore_rng_state(state["rng"])
+        random_state.restore_rng_state(state["rng"])
         if self.info.rank:  # the checkpoint holds rank 0's generators: derive the others' own
             seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
         self.progress = state.get("epoch_progress")
@@ -360,7 +359,7 @@ class Trainer:
             bar.update(self.batches_done // cfg.accumulate)
         batches = iter(self.train_loader)  # draws the workers' seed from the generator
         if self.progress is not None:
-            ckpt.restore_rng_state(self.progress["rng"])
+            random_state.restore_rng_state(self.progress["rng"])
             if self.info.rank:  # rank 0's generators were saved: derive this rank's own
                 seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
             self.progress = None
@@ -440,7 +439,7 @@ class Trainer:
         return {
             "batches": self.batches_done,
             "loss_sum": self.loss_sum.detach().cpu(),
-            "rng": ckpt.capture_rng_state(),
+            "rng": random_state.capture_rng_state(),
             "world_size": self.info.world_size,
             "validating": validating,
         }
@@ -509,9 +508,6 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Validation loss (plain cross-entropy), pixel accuracy and mIoU over all processes, of the
         weight average when ``train.ema_decay`` is set."""
-        from cityseg.evaluate.confusion import ConfusionMatrix
-        from cityseg.evaluate.metrics import summarize
-
         model = self.model if self.average is None else self.average.model
         model.eval()
         broadcast_buffers(model, self.info)  # every process validates the model it saves
@@ -580,7 +576,7 @@ class Trainer:
             "class_weights": self.class_weights,
             "metrics": record,
             "world_size": self.info.world_size,
-            "rng": ckpt.capture_rng_state(),
+            "rng": random_state.capture_rng_state(),
         } | averaging
 
     def _save(self, record: dict[str, Any], improved: bool, **extra: Any) -> None:

@@ -1,5 +1,5 @@
-"""Build what a run trains: the model, the loss (with class weights from the training labels), and
-the description every checkpoint starts with."""
+"""Build what a run trains: the model (random, pretrained or from a checkpoint) and the loss (with
+class weights from the training labels)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cityseg.config import Config, ModelConfig, config_to_dict
+from cityseg.checkpoint import compatibility
+from cityseg.checkpoint.io import checkpoint_file, load_checkpoint
+from cityseg.config import Config, ModelConfig
 from cityseg.data.loader import BadSample, ShardSampler, resolve_workers, worker_options
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
-from cityseg.labels import CLASS_NAMES, PALETTE
-from cityseg.model import model_normalization
-from cityseg.train.checkpoint import FORMAT
+from cityseg.model import init_encoder, model_from_config
+from cityseg.pretrained import available_pretrained, pretrained_path
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
 from cityseg.train.losses import SegmentationLoss, class_weights_from_counts, count_class_pixels
 
@@ -28,8 +29,6 @@ def build_model(
     """The network of ``config`` on ``device`` (channels_last memory layout when asked), its
     pretrained encoder filled (unless ``pretrained`` is false: a resumed run loads its own
     weights), and a line saying which weights were loaded (None if none)."""
-    from cityseg.model import init_encoder, model_from_config
-
     try:
         model = model_from_config(config.model_kwargs())
         loaded = init_encoder(model, config.weights()) if pretrained else None
@@ -48,10 +47,6 @@ def initialize_from(model: torch.nn.Module, source: str) -> str:
     The architecture must be the same; a classifier for another number of classes is left as
     it is (random), so a model trained on other classes can be fine-tuned.
     """
-    from cityseg.pretrained import available_pretrained, pretrained_path
-    from cityseg.train import compat
-    from cityseg.train.checkpoint import checkpoint_file, load_checkpoint
-
     path = checkpoint_file(source)
     if not path.is_file() and source in available_pretrained():  # (a folder ./pairs is no run)
         path = pretrained_path(source)
@@ -65,7 +60,7 @@ def initialize_from(model: torch.nn.Module, source: str) -> str:
     weights = state.get("model") or {}
     differences = [
         line
-        for line in compat.config_differences(state.get("model_config", {}), model.config)
+        for line in compatibility.config_differences(state.get("model_config", {}), model.config)
         if not line.startswith("model.num_classes")
     ]
     if differences:
@@ -78,34 +73,12 @@ def initialize_from(model: torch.nn.Module, source: str) -> str:
         name for name in weights if name in expected and weights[name].shape != expected[name].shape
     ]
     kept = {name: tensor for name, tensor in weights.items() if name not in head}
-    problems = compat.state_dict_problems(model, {**expected, **kept})
+    problems = compatibility.state_dict_problems(model, {**expected, **kept})
     if problems:
         raise CheckpointError(f"{path}: the weights do not fit the model ({'; '.join(problems)})")
     model.load_state_dict({**expected, **kept})
     left = f"; {len(head)} classifier tensors left random (other classes)" if head else ""
     return f"weights from {path} (epoch {state.get('epoch', '?')}){left}"
-
-
-def checkpoint_header(config: Config) -> dict[str, Any]:
-    """The self-description of a checkpoint: format, classes, palette, normalisation, sizes."""
-    num_classes = config.model.num_classes
-    if num_classes == len(CLASS_NAMES):
-        names, palette = list(CLASS_NAMES), PALETTE.tolist()
-    else:
-        names = [f"class_{index}" for index in range(num_classes)]
-        palette = [
-            [(index * 67) % 256, (index * 139) % 256, (index * 197) % 256]
-            for index in range(num_classes)
-        ]
-    size = config.data.crop or config.data.size
-    return {
-        "format": FORMAT,
-        "class_names": names,
-        "palette": palette,
-        "normalization": model_normalization(config.model.model_kwargs()),
-        "input_size": list(size),
-        "config": config_to_dict(config),
-    }
 
 
 def build_criterion(

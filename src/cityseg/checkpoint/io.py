@@ -1,49 +1,22 @@
-"""Self-describing checkpoints: atomic writes, safe reads, random generator states.
+"""Checkpoint files: atomic writes, safe reads, inference-only copies.
 
-A checkpoint is a plain dict saved with ``torch.save`` and read with
-``torch.load(weights_only=True)`` (so it holds only tensors, dicts, lists, strings and numbers).
-It carries what ``evaluate``, ``predict`` and ``export`` need, and the whole training state for an
-exact resume::
-
-    format            "cityseg-checkpoint-v1"
-    model_config      UNet constructor arguments (``model.config``)
-    model             state_dict
-    class_names       list of the class names, indexed by trainId
-    palette           list of [r, g, b], indexed by trainId
-    normalization     {"mean": [...], "std": [...]} applied to RGB in [0, 1]
-    input_size        [H, W] the network was trained at
-    config            the resolved training configuration (dict)
-    epoch, iteration  completed epochs and optimiser steps
-    precision         the number format the run trained in (fp32, bf16, fp16), resolved
-    optimizer, scheduler, scaler, early_stopping, class_weights, best_mean_iou, metrics, rng
-
-Example:
-    >>> from cityseg.train.checkpoint import load_model
-    >>> model, meta = load_model("runs/tiny/checkpoint_best.pt")  # doctest: +SKIP
-    >>> meta["class_names"][:2], meta["input_size"]  # doctest: +SKIP
-    (['road', 'sidewalk'], [128, 256])
+See :mod:`cityseg.checkpoint.format` for what a checkpoint holds.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import random
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from cityseg import faults, limits
+from cityseg.checkpoint.format import FORMAT, INFERENCE_KEYS
 from cityseg.errors import CheckpointError
-from cityseg.train import compat
-
-FORMAT = "cityseg-checkpoint-v1"
-TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "rng")
-"""Keys that ``load_model`` leaves out of ``meta`` (large, and only useful to resume)."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -152,81 +125,6 @@ def _last_line(error: Exception) -> str:
     boilerplate = ("Weights only", "Check the", "Please")
     useful = [line for line in lines if not line.startswith(boilerplate)]
     return (useful or lines or ["unreadable"])[0][:120]
-
-
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The trained UNet (in eval mode, on ``device``) and the checkpoint's description ``meta``
-    (everything but the weights and the optimiser/scaler/random states).
-
-    The file is read into host memory and only the model moves to ``device``: the optimiser and
-    random states never travel to the GPU and back."""
-    from cityseg.model import model_from_config
-
-    state = load_checkpoint(path)
-    try:
-        model = model_from_config(state["model_config"])
-        problems = compat.state_dict_problems(model, state["model"])
-        if problems:
-            raise ValueError("; ".join(problems))
-        model.load_state_dict(state["model"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0][:300]
-        raise CheckpointError(
-            f"{path}: the weights do not fit the stored model configuration ({reason}); "
-            "the file is damaged or from another version"
-        ) from None
-    compat.check_class_names(Path(path), state.get("class_names"), model.config["num_classes"])
-    meta = {key: value for key, value in state.items() if key not in ("model", *TRAINING_KEYS)}
-    return model.to(device).eval(), meta
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The states of the torch, CUDA, numpy (global) and python random generators, as plain data."""
-    numpy_state = np.random.get_state(legacy=False)
-    python_version, python_internal, python_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "bit_generator": numpy_state["bit_generator"],
-            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-            "pos": int(numpy_state["state"]["pos"]),
-            "has_gauss": int(numpy_state["has_gauss"]),
-            "gauss": float(numpy_state["gauss"]),
-        },
-        "python": [python_version, list(python_internal), python_gauss],
-    }
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back the generator states saved by ``capture_rng_state``.
-
-    The CUDA states go back to as many GPUs as are visible now: a run saved by a 4-GPU job
-    continues on one GPU (its process used the first; the others' generators were never drawn
-    from by it), and one saved on the CPU leaves the GPUs' generators as seeded."""
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available():
-        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state.cpu(), index)
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": numpy_state["bit_generator"],
-            "state": {
-                "key": numpy_state["key"].numpy().astype(np.uint32),
-                "pos": numpy_state["pos"],
-            },
-            "has_gauss": numpy_state["has_gauss"],
-            "gauss": numpy_state["gauss"],
-        }
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-
-
-INFERENCE_KEYS = ("format", "model_config", "class_names", "palette", "normalization", "input_size")
 
 
 def slim_checkpoint(

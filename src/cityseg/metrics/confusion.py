@@ -4,7 +4,7 @@ Both count ``confusion[target, pred]`` (rows ground truth, columns prediction, i
 ``bincount``. Pixels whose target is the ignore label (255) are left out. Any other target outside
 ``0..K-1``, or a prediction outside ``0..K-1`` on an evaluated pixel, raises ``ValueError``: a
 K x K matrix cannot hold such a pixel and dropping it would inflate every score. (Submissions that
-predict void labelIds are scored by :mod:`cityseg.evaluate.official`, which keeps them as misses.)
+predict void labelIds are scored by :mod:`cityseg.metrics.official`, which keeps them as misses.)
 
 This module imports torch only inside :class:`ConfusionMatrix`, so ``confusion_matrix_np`` stays
 usable where torch is not wanted.

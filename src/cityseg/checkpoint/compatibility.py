@@ -1,6 +1,6 @@
 """Does a checkpoint fit? Say exactly what differs instead of a wall of state_dict errors.
 
-Used by :func:`cityseg.train.checkpoint.load_model` (evaluate, predict, export) and by the
+Used by :func:`cityseg.checkpoint.loading.load_model` (evaluate, predict, export) and by the
 trainer when it resumes a run.
 """
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,32 +41,6 @@ class Precision:
     def grad_scaler(self) -> torch.amp.GradScaler:
         """A gradient scaler, enabled only for float16."""
         return torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
-
-
-def choose_device(name: str, local_rank: int = 0, local_processes: int = 1) -> torch.device:
-    """``auto`` = cuda, then mps, then cpu; a named device must be available. On CUDA, process
-    ``local_rank`` of the ``local_processes`` on this node takes GPU ``local_rank``: one each."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda: no CUDA GPU is available; use auto or cpu")
-        visible = torch.cuda.device_count()
-        if max(local_processes, local_rank + 1) > visible:
-            raise ConfigError(
-                f"{max(local_processes, local_rank + 1)} processes on this node but only "
-                f"{visible} GPU(s) visible: use torchrun --nproc_per_node={visible} (or fewer), "
-                "or train.device=cpu"
-            )
-        return torch.device("cuda", local_rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("train.device=mps: the MPS backend is not available; use auto or cpu")
-    return torch.device(name)
 
 
 def cpu_flags() -> set[str]:
@@ -119,39 +92,14 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
     return Precision(requested, device)
 
 
-def configure_determinism(deterministic: bool, device: torch.device) -> None:
-    """Deterministic kernels (bit-exact reruns on the CPU) or the fastest ones (cuDNN benchmark).
-
-    On CUDA a few kernels have no deterministic version (bilinear upsampling's backward): torch
-    then warns instead of failing.
-    """
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The autocast format of inference: ``precision``, or what "auto" means on ``device``."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA device, not {device}; use bf16 or fp32")
+    if precision != "auto":
+        return precision
     if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-        torch.backends.cuda.matmul.allow_tf32 = not deterministic
-        torch.backends.cudnn.allow_tf32 = not deterministic
-    if deterministic or torch.are_deterministic_algorithms_enabled():  # the call imports inductor
-        torch.use_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
-
-
-def describe_runtime(precision: Precision, channels_last: bool, world_size: int = 1) -> str:
-    """One line: device, number format, memory layout, allocator, threads, processes."""
-    from cityseg.allocator import active_allocator
-
-    device = precision.device
-    if device.type == "cuda":
-        where = f"cuda ({torch.cuda.get_device_name(device)})"
-        allocator = f"cuda caching ({torch.cuda.get_allocator_backend()})"
-    else:
-        capability = torch.backends.cpu.get_cpu_capability()
-        bf16 = cpu_bf16_support()
-        where = f"{device.type} ({torch.get_num_threads()} threads, {capability}, bf16 {bf16})"
-        allocator = active_allocator()
-    autocast = "autocast" if precision.name != "fp32" else "no autocast"
-    scaler = ", grad scaler" if precision.name == "fp16" else ""
-    layout = "channels_last" if channels_last else "contiguous"
-    return (
-        f"device {where} | precision {precision.name} ({autocast}{scaler}) | {layout} | "
-        f"allocator {allocator} | {world_size} process{'es' if world_size > 1 else ''}"
-    )
+        return "bf16" if cuda_bf16_support(device) == "native" else "fp16"
+    if device.type == "cpu":
+        return "bf16" if cpu_bf16_support() == "amx" else "fp32"
+    return "fp32"

@@ -1,4 +1,5 @@
-"""Tell the dataset formats apart from their folder layout, and open the right dataset."""
+"""The dataset formats: tell them apart from their folder layout, list their splits, open one from
+its files."""
 
 from __future__ import annotations
 
@@ -36,21 +37,11 @@ def detect_format(root: str | Path) -> str:
     raise DataError(f"{root}: not a dataset folder{_hint(root)}; {EXPECTED_LAYOUTS}")
 
 
-def open_dataset(
-    root: str | Path, split: str, format: str = "auto", cache: str | Path | None = None, **kwargs
-):
-    """Open split ``split`` of the dataset at ``root`` as a CityscapesDataset or PairsDataset.
-
-    Args:
-        root: the dataset folder.
-        split: ``"train"``, ``"val"``, ...
-        format: ``"auto"`` (detect from the layout), ``"cityscapes"`` or ``"pairs"``.
-        cache: a folder written by ``cityseg data prepare`` from ``root``: read the split from it
-            instead (a :class:`~cityseg.data.cache.CachedDataset`, checked against ``root``).
-        **kwargs: passed to the dataset class (``max_images``, ``indices``, ``cities``, ...).
+def resolve_format(root: str | Path, format: str = "auto") -> str:
+    """``format`` checked, or for ``"auto"`` the format detected from the folders under ``root``.
 
     Raises:
-        DataError: unknown format, undetectable layout, or problems found by the dataset.
+        DataError: unknown format, or a layout that cannot be detected.
     """
     if format == "auto":
         format = detect_format(root)
@@ -58,11 +49,30 @@ def open_dataset(
         raise DataError(
             f"{root}: unknown dataset format '{format}'; use auto, {', '.join(DATASETS)}"
         )
-    if cache is not None:
-        from cityseg.data.cache import CachedDataset
+    return format
 
-        return CachedDataset(cache, split, expected_source=root, expected_format=format, **kwargs)
-    return DATASETS[format](root, split, **kwargs)
+
+def dataset_splits(root: Path, format: str) -> list[str]:
+    """The split folders a dataset of ``format`` has under ``root``."""
+    if format == "cityscapes":
+        layout = find_official_layout(root)
+        return layout.splits() if layout is not None else []
+    return pairs_splits(root)
+
+
+def open_files(root: str | Path, split: str, format: str = "auto", **kwargs):
+    """Open split ``split`` of the dataset at ``root`` from its image and label files.
+
+    Args:
+        root: the dataset folder.
+        split: ``"train"``, ``"val"``, ...
+        format: ``"auto"`` (detect from the layout), ``"cityscapes"`` or ``"pairs"``.
+        **kwargs: passed to the dataset class (``max_images``, ``indices``, ``cities``, ...).
+
+    Raises:
+        DataError: unknown format, undetectable layout, or problems found by the dataset.
+    """
+    return DATASETS[resolve_format(root, format)](root, split, **kwargs)
 
 
 def _hint(root: Path) -> str:

@@ -15,13 +15,13 @@ with a ``bincount`` per frame instead of the script's per-instance Python loop:
   ``vehicle`` (the categories whose labels all have instances) counts predicted labelIds over the
   whole category, caravan (29) and trailer (30) included, for its tp and its fp, as the script does.
 
-Relation to the 19x19 trainId confusion of :mod:`cityseg.evaluate.confusion`: its rows and columns
+Relation to the 19x19 trainId confusion of :mod:`cityseg.metrics.confusion`: its rows and columns
 are the evaluated labelIds in trainId order, so for trainId predictions mapped to labelIds the
 official class and category IoU equal those computed from the trainId matrix (see
 :meth:`OfficialCounts.from_train_confusion`). They differ only for submissions that predict void
 labelIds: such pixels are misses of the ground-truth class here, which a square trainId matrix
 cannot hold, so :meth:`OfficialCounts.train_confusion` returns them as an extra last column that
-:mod:`cityseg.evaluate.metrics` also counts as misses; and, for the vehicle iIoU, predictions of
+:mod:`cityseg.metrics.scores` also counts as misses; and, for the vehicle iIoU, predictions of
 caravan or trailer on non-vehicle pixels, which exist only in labelId space.
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import category2labels
 from cityscapesscripts.helpers.labels import labels as _official_labels
 
-from cityseg.evaluate.metrics import mean, safe_divide
+from cityseg.metrics.scores import mean, safe_divide
 
 NUM_LABEL_IDS = 34
 

@@ -124,7 +124,7 @@ def export_model(
     Raises:
         ConfigError: ``dynamo=True`` without onnxscript installed.
     """
-    import onnx
+    import onnx  # loaded when exporting only: the ONNX libraries take a while to import
 
     if dynamo and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--dynamo needs the onnxscript package (pip install onnxscript)")
@@ -204,7 +204,7 @@ def compare_with_onnxruntime(
     """Run uint8 photos (N, H, W, 3) through ``graph`` in PyTorch (fp32) and through the ONNX file
     in onnxruntime (CPU); return the largest absolute logit difference and the fraction of
     pixels whose argmax agrees."""
-    import onnxruntime
+    import onnxruntime  # as onnx above
 
     images = torch.as_tensor(images)
     reference = copy.deepcopy(graph).cpu().eval()  # (the caller's graph stays as it is)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -27,8 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from cityseg import processes
 from cityseg.data.cache import (
     CACHE_FORMAT,
     IMAGES_FILE,
@@ -38,6 +42,7 @@ from cityseg.data.cache import (
     source_fingerprint,
 )
 from cityseg.data.formats import dataset_splits, detect_format, open_files
+from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
 
 UNLABELLED = ("test",)
@@ -171,8 +176,6 @@ def _prepare_split(
 
 def _fill(dataset, folder, size, native, has_labels, workers, progress, split) -> None:
     """Decode every item into ``folder``'s arrays, in a process pool when it helps."""
-    from tqdm import tqdm
-
     count = len(dataset)
     images = np.lib.format.open_memmap(folder / IMAGES_FILE, "w+", np.uint8, (count, *size, 3))
     labels = None
@@ -188,8 +191,6 @@ def _fill(dataset, folder, size, native, has_labels, workers, progress, split) -
             bar.update()
         _WRITER.clear()
     else:
-        import multiprocessing
-
         # Spawned, not forked: a fork copies the locks of any thread the parent runs (OpenCV's
         # pool after a decode, torch's) and the children can wait on them forever.
         context = multiprocessing.get_context("spawn")
@@ -207,8 +208,6 @@ _WRITER: dict = {}
 
 
 def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -> None:
-    import cv2
-
     cv2.setNumThreads(1)  # the processes are the parallelism
     _WRITER.update(dataset=dataset, size=size, native=native)
     _WRITER["images"] = np.load(folder / IMAGES_FILE, mmap_mode="r+")
@@ -217,15 +216,11 @@ def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -
 
 def _start_pool_writer(*arguments) -> None:
     """A writer process of the pool: it dies with the command (see ``cityseg.processes``)."""
-    from cityseg import processes
-
     processes.die_with_parent()
     _start_writer(*arguments)
 
 
 def _write_item(index: int) -> int:
-    from cityseg.data.transforms import resize_pair
-
     dataset, size = _WRITER["dataset"], _WRITER["size"]
     image, target = dataset[index]
     if _WRITER["native"] and image.shape[:2] != size:

@@ -22,6 +22,9 @@ import torch
 from tqdm import tqdm
 
 from cityseg import faults, labels
+from cityseg.data.cityscapes import rasterise_polygons
+from cityseg.data.datasets import open_dataset
+from cityseg.data.io import read_label_png, read_unchanged
 from cityseg.data.loader import worker_options
 from cityseg.data.sample import Sample
 from cityseg.errors import CheckpointError, DataError, UserError
@@ -33,6 +36,12 @@ from cityseg.metrics.official import LabelIdError, OfficialCounts
 from cityseg.metrics.summary import summarize
 from cityseg.outputs import prepare_output_folder
 from cityseg.runtime.device import resolve_device
+from cityseg.visualize.plots import (
+    plot_comparison_grid,
+    plot_confusion_matrix,
+    plot_per_class_iou,
+)
+from cityseg.visualize.report import write_report
 
 REPORT_IMAGES = 3
 """Best images shown in the report (and worst ones, unless told otherwise)."""
@@ -127,9 +136,6 @@ def can_score_officially(samples: list[Sample]) -> bool:
 
 def official_ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """The gt labelIds (uint8) and instanceIds (uint16/int32) of an official-layout sample."""
-    from cityseg.data.cityscapes import rasterise_polygons
-    from cityseg.data.io import read_label_png, read_unchanged
-
     if sample.label_kind == "polygons":
         label_ids = rasterise_polygons(sample.label_path)
     else:
@@ -278,8 +284,6 @@ def evaluate_checkpoint(
         the run info: ``checkpoint``, ``data``, ``split``, ``format``, ``mode``, ``inference``,
         ``device``, ``images``, ``seconds``.
     """
-    from cityseg.data import open_dataset
-
     checkpoint, data_root = Path(checkpoint), Path(data_root)
     _check_paths(checkpoint, data_root)
     resolved_device = resolve_device(device)
@@ -327,8 +331,6 @@ def evaluate_checkpoint(
 
 def write_outputs(metrics: dict[str, Any], out_dir: Path, class_names: list[str]) -> list[Path]:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``class_iou.png`` into ``out_dir``."""
-    from cityseg.visualize.plots import plot_confusion_matrix, plot_per_class_iou
-
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
@@ -395,9 +397,6 @@ def write_evaluation_report(
     """Write ``report.html``: the metrics, the charts, comparison grids (photo, ground truth,
     prediction, errors) of the best and the ``report_images`` worst images by their own mean
     IoU, and for each class the images where it is missed most."""
-    from cityseg.visualize.plots import plot_comparison_grid
-    from cityseg.visualize.report import write_report
-
     ranked = result.ranked()
     best = ranked[:REPORT_IMAGES]
     chosen = {"best": best, "worst": ranked[len(best) :][::-1][:report_images]}

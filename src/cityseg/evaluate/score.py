@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from cityseg import processes
 from cityseg.data.io import read_unchanged
@@ -130,8 +131,6 @@ def read_prediction(path: Path) -> np.ndarray | None:
     """
     image = _read(path)
     if image is not None and image.ndim == 3:
-        from PIL import Image
-
         with Image.open(path) as palette_image:
             if palette_image.mode == "P":
                 return np.asarray(palette_image)

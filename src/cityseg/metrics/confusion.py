@@ -6,20 +6,15 @@ Both count ``confusion[target, pred]`` (rows ground truth, columns prediction, i
 K x K matrix cannot hold such a pixel and dropping it would inflate every score. (Submissions that
 predict void labelIds are scored by :mod:`cityseg.metrics.official`, which keeps them as misses.)
 
-This module imports torch only inside :class:`ConfusionMatrix`, so ``confusion_matrix_np`` stays
-usable where torch is not wanted.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from cityseg.labels import IGNORE_INDEX, NUM_CLASSES
-
-if TYPE_CHECKING:
-    import torch
 
 
 def _out_of_range_message(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> str:
@@ -87,8 +82,6 @@ class ConfusionMatrix:
         ignore_index: int = IGNORE_INDEX,
         device: torch.device | str | None = None,
     ) -> None:
-        import torch
-
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self._device_fixed = device is not None
@@ -96,8 +89,6 @@ class ConfusionMatrix:
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: integer predictions and targets of the same shape (any layout)."""
-        import torch
-
         if pred.shape != target.shape:
             raise ValueError(
                 f"prediction shape {tuple(pred.shape)} != target {tuple(target.shape)}"
@@ -136,8 +127,6 @@ class ConfusionMatrix:
         Without an initialised process group this is :attr:`matrix`. The local counts are left
         as they are, so calling it twice never counts a rank twice.
         """
-        import torch.distributed as dist
-
         total = self.matrix
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(total, op=dist.ReduceOp.SUM)

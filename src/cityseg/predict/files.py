@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from cityseg import labels
+from cityseg.data.io import read_rgb, write_png
 from cityseg.errors import ConfigError, DataError, UserError
 from cityseg.outputs import prepare_output_folder
+from cityseg.visualize.colors import colorize, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_FORMATS = ("image", "pairs")
@@ -46,8 +49,6 @@ def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
     Raises:
         DataError: unreadable file, or a "pairs" input that is not twice as wide as high.
     """
-    from cityseg.data.io import read_rgb
-
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"input format {input_format!r} is unknown; use one of {INPUT_FORMATS}")
     image = read_rgb(Path(path))
@@ -153,9 +154,6 @@ def write_prediction(
     labelIds is the official Cityscapes submission format (trainIds mapped to labelIds, 255 to 0),
     color the Cityscapes palette, overlay the colours blended over the photo with ``alpha``.
     """
-    from cityseg.data.io import write_png
-    from cityseg.visualize.colors import colorize, overlay
-
     pictures = {
         "labelIds": lambda: labels.train_ids_to_label_ids(train_ids),
         "trainIds": lambda: train_ids,
@@ -184,8 +182,6 @@ def predict_files(
 
     Unreadable inputs do not stop the run: the others are written, then a DataError names them.
     """
-    from tqdm import tqdm
-
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
         raise ConfigError(f"unknown outputs {unknown}; choose among {list(OUTPUTS)}")

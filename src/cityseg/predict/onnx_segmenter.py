@@ -197,7 +197,7 @@ def session_providers(device: str, available: Sequence[str]) -> list:
 
 
 def _open_session(path: Path, device: str):
-    import onnxruntime
+    import onnxruntime  # loaded on first use: a model that is never run needs no runtime
 
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX model not found; write one with `cityseg export`")

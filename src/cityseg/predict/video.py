@@ -18,9 +18,12 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from cityseg import labels, limits
+from cityseg.data.io import read_rgb, write_png
 from cityseg.errors import ConfigError, DataError, UserError
+from cityseg.visualize.colors import colorize, overlay
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -70,8 +73,6 @@ class FrameSource:
             )
             if not self._files:
                 raise DataError(f"{self.path}: no PNG or JPEG frames in this folder")
-            from cityseg.data.io import read_rgb
-
             self.first = read_rgb(self._files[0])
             self.fps = float(fps or DEFAULT_SEQUENCE_FPS)
             self.count = len(self._files)
@@ -115,8 +116,6 @@ class FrameSource:
                 yield self._checked(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), self.path)
             self._capture.release()
             return
-        from cityseg.data.io import read_rgb
-
         for path in self._files[1:]:
             yield self._checked(read_rgb(path), path)
 
@@ -175,11 +174,6 @@ def predict_video(
         DataError: the source cannot be opened or decoded (one line naming it and what to do).
         ConfigError: an invalid option.
     """
-    from tqdm import tqdm
-
-    from cityseg.data.io import write_png
-    from cityseg.visualize.colors import colorize, overlay
-
     unknown = sorted(set(outputs) - set(VIDEO_OUTPUTS))
     if unknown or not outputs:
         raise ConfigError(f"video outputs {unknown or '[]'}: choose among {list(VIDEO_OUTPUTS)}")

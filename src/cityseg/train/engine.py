@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from cityseg import faults
 from cityseg.checkpoint import compatibility, random_state
@@ -334,8 +335,6 @@ class Trainer:
 
     def train_one_epoch(self) -> tuple[float, float]:
         """One pass over the training set; returns (mean loss, images per second)."""
-        from tqdm import tqdm
-
         cfg = self.config.train
         self.train_model.train()
         frozen = self.epoch < cfg.freeze_encoder_epochs

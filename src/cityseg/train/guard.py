@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from cityseg.errors import ConfigError, UserError
 from cityseg.outputs import check_output_folder, existing_ancestor
@@ -122,8 +123,6 @@ _PEER_FAILURES = (
 
 def is_peer_failure(error: RuntimeError) -> bool:
     """Whether a collective failed because another process of the job stopped or hung."""
-    import torch.distributed as dist
-
     return isinstance(error, dist.DistError) or any(s in str(error) for s in _PEER_FAILURES)
 
 

@@ -117,10 +117,12 @@ def run_cityseg(args, device, size) -> dict:
 
     from cityseg.config import DataConfig, ModelConfig, TrainConfig
     from cityseg.data.cache import CachedDataset
-    from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch, to_device
+    from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch
     from cityseg.metrics.confusion import ConfusionMatrix
     from cityseg.metrics.summary import summarize
+    from cityseg.normalization import IMAGENET_NORMALIZATION
     from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.normalize import Normalize, batch_to_device
     from cityseg.runtime.precision import (
         Precision,
         choose_precision,
@@ -151,11 +153,10 @@ def run_cityseg(args, device, size) -> dict:
     scaler = precision.grad_scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = SegmentationLoss(19).to(device)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    normalize = Normalize(**IMAGENET_NORMALIZATION, channels_last=True).to(device)
 
     def train_step(images, targets):
-        images, targets = to_device(images, targets, device, mean, std, True)
+        images, targets = batch_to_device(images, targets, normalize)
         with precision.autocast():
             logits = model(images)
         scaler.scale(criterion(logits, targets)).backward()
@@ -164,7 +165,7 @@ def run_cityseg(args, device, size) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     def validate(images, targets, confusion):
-        images, targets = to_device(images, targets, device, mean, std, True)
+        images, targets = batch_to_device(images, targets, normalize)
         with precision.autocast():
             predictions = model(images).argmax(1)
         synchronize(device)  # the forward pass ends here, not inside the metric time

@@ -222,9 +222,9 @@ def build_step(
     import torch
 
     from cityseg.config import TrainConfig
-    from cityseg.data.loader import to_device
     from cityseg.model import model_normalization
     from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.normalize import Normalize, batch_to_device
     from cityseg.runtime.precision import Precision
     from cityseg.train.losses import SegmentationLoss
     from cityseg.train.setup import build_model
@@ -244,11 +244,10 @@ def build_step(
     if device.type == "cuda":
         images, targets = images.pin_memory(), targets.pin_memory()
     norm = model_normalization(config.model_kwargs())
-    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
+    normalize = Normalize(norm["mean"], norm["std"], channels_last).to(device)
 
     def step() -> None:
-        x, y = to_device(images, targets, device, mean, std, channels_last)
+        x, y = batch_to_device(images, targets, normalize)
         with precision.autocast():
             logits = step_model(x)
         scaler.scale(criterion(logits, y)).backward()

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 SKIP = 77
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 def requirements(args: argparse.Namespace) -> int:
@@ -202,9 +201,10 @@ def export_keeps_device(args: argparse.Namespace) -> int:
 
     from cityseg.export import export_model
     from cityseg.model import UNet
+    from cityseg.normalization import IMAGENET_NORMALIZATION
 
     model = UNet(base_width=8, depth=3).cuda().train()
-    result = export_model(model, Path(args.out), NORMALIZATION)
+    result = export_model(model, Path(args.out), IMAGENET_NORMALIZATION)
     device = next(model.parameters()).device
     print(
         f"after export: model on {device}, training {model.training}; onnxruntime vs PyTorch "

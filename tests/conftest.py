@@ -44,9 +44,6 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
-IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-init UNet (base width 8, depth 3) saved in the cityseg checkpoint format."""
@@ -56,6 +53,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from cityseg.checkpoint.format import FORMAT
     from cityseg.checkpoint.io import save_checkpoint
     from cityseg.model import UNet
+    from cityseg.normalization import IMAGENET_NORMALIZATION
 
     torch.manual_seed(0)
     model = UNet(base_width=8, depth=3)

@@ -14,6 +14,8 @@ import cityseg.pretrained as pretrained_module
 from cityseg import labels
 from cityseg.data.io import read_label_png, read_rgb
 from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
+from cityseg.inference.options import InferenceOptions
+from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.predict import (
     OUTPUTS,
     Segmenter,
@@ -25,7 +27,7 @@ from cityseg.predict import (
 from cityseg.predict.files import output_stems
 
 OFFICIAL_LABEL_IDS = set(labels.TRAIN_ID_TO_LABEL_ID[: labels.NUM_CLASSES].tolist())
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
+NORMALIZATION = IMAGENET_NORMALIZATION  # the fixture's
 
 
 @pytest.fixture(scope="module")
@@ -87,24 +89,31 @@ def test_predict_rejects_what_is_not_an_rgb_uint8_photo(segmenter):
 
 def test_slide_mode_with_one_tile_equals_whole_mode(checkpoint, segmenter):
     photo = random_photo(45, 77, seed=3)
-    slide = Segmenter.from_checkpoint(checkpoint, "cpu", mode="slide", tile=(64, 128))
+    slide = Segmenter.from_checkpoint(checkpoint, "cpu", InferenceOptions("slide", tile=(64, 128)))
     np.testing.assert_array_equal(slide.predict(photo), segmenter.predict(photo))
-    tiled = Segmenter.from_checkpoint(checkpoint, "cpu", mode="slide", tile=(32, 32))
+    tiled = Segmenter.from_checkpoint(checkpoint, "cpu", InferenceOptions("slide", tile=(32, 32)))
     assert tiled.predict(photo).shape == (45, 77)
 
 
 def test_tta_and_resize_options_reach_the_inference(checkpoint):
-    tta = Segmenter.from_checkpoint(checkpoint, "cpu", tta=True)
+    tta = Segmenter.from_checkpoint(checkpoint, "cpu", InferenceOptions.from_flags(tta=True))
     assert tta.options.flip and tta.options.scales == (0.75, 1.0, 1.25)
     assert tta.predict(random_photo(40, 60)).shape == (40, 60)
-    flip_only = Segmenter.from_checkpoint(checkpoint, "cpu", tta=True, scales=[1.0])
+    flip_only = Segmenter.from_checkpoint(
+        checkpoint, "cpu", InferenceOptions.from_flags(tta=True, scales=[1.0])
+    )
     assert flip_only.options.scales == (1.0,)
-    resized = Segmenter.from_checkpoint(checkpoint, "cpu", resize="train")
+    resized = Segmenter.from_checkpoint(checkpoint, "cpu", InferenceOptions(resize="train"))
     assert resized.options.resize == (64, 128)
     assert resized.predict(random_photo(90, 70)).shape == (90, 70)
-    assert Segmenter.from_checkpoint(checkpoint, "cpu", resize=0.5).options.scale == 0.5
+    assert (
+        Segmenter.from_checkpoint(
+            checkpoint, "cpu", InferenceOptions.from_flags(resize=0.5)
+        ).options.scale
+        == 0.5
+    )
     with pytest.raises(ConfigError, match="mode"):
-        Segmenter.from_checkpoint(checkpoint, "cpu", mode="tiles")
+        Segmenter.from_checkpoint(checkpoint, "cpu", InferenceOptions(mode="tiles"))
 
 
 def test_from_checkpoint_names_a_missing_file(tmp_path):

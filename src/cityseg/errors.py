@@ -27,6 +27,12 @@ class UserError(Exception):
         return cls(*problems)
 
 
+def setting(option: str, value: object) -> str:
+    """A setting as the user wrote it, for messages: ``train.device=cuda`` for a configuration key
+    (it holds a dot), ``--device cuda`` for a command-line option."""
+    return f"{option}={value}" if "." in option else f"{option} {value}"
+
+
 class DataError(UserError):
     """A dataset that cannot be used as given: missing, unpaired, unreadable or malformed files."""
 

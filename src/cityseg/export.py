@@ -34,23 +34,24 @@ from cityseg import labels
 from cityseg.checkpoint.loading import load_model
 from cityseg.errors import ConfigError
 from cityseg.predict.onnx_segmenter import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAMES
+from cityseg.runtime.normalize import Normalize
 
 DEFAULT_OPSET = 17
 
 
 class ImageToLogits(nn.Module):
     """The exported graph: uint8 RGB (N, H, W, 3) in; float32 logits (N, C, H, W) and uint8
-    argmax trainIds (N, H, W) out. Normalises exactly as ``evaluate.inference`` does."""
+    argmax trainIds (N, H, W) out. Normalises with the :class:`Normalize` of training and
+    inference."""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # channels_last: no copy into NCHW order, which the graph would only carry as a no-op.
+        self.normalize = Normalize(mean, std, channels_last=True)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.permute(0, 3, 1, 2).float().div(255)
-        logits = self.model((x - self.mean) / self.std).float()
+        logits = self.model(self.normalize(image)).float()
         return logits, logits.argmax(dim=1).to(torch.uint8)
 
 

@@ -1,12 +1,13 @@
-"""Can a command write where it was told to? Checked before any work, so that a read-only or
-misnamed output fails in a second instead of after the work. No torch import here."""
+"""Can a command write where it was told to? The one check of every command and run folder, made
+before any work, so that a read-only or misnamed output fails in a second instead of after the
+work. No torch import here."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from cityseg.errors import ConfigError, UserError
+from cityseg.errors import ConfigError
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -48,15 +49,15 @@ def _check_can_create_in(target: Path, ancestor: Path, option: str) -> None:
         ) from None
 
 
-def prepare_output_folder(folder: Path) -> None:
-    """Create ``folder`` (and its parents), or raise UserError saying why it cannot be."""
+def prepare_output_folder(folder: Path, option: str = "--out") -> None:
+    """Check ``folder`` as :func:`check_output_folder` does, then create it (and its parents);
+    ConfigError saying why when either fails."""
+    folder = Path(folder)
+    check_output_folder(folder, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".cityseg-write-test", "wb"):
-            pass
-        (folder / ".cityseg-write-test").unlink()
     except OSError as error:
-        raise UserError(
+        raise ConfigError(
             f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
-            "choose another --out"
+            f"choose another {option}"
         ) from None

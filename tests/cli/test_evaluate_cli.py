@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from cityseg.cli import main
-from cityseg.cli.evaluate import parse_resize, parse_scales, parse_size
+from cityseg.cli._arguments import parse_resize, parse_scales
+from cityseg.cli._arguments import size as parse_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 from test_evaluator import (  # noqa: E402

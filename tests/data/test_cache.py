@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from cityseg.cli import main
-from cityseg.cli.data.prepare import parse_size
 from cityseg.data import open_dataset
 from cityseg.data.cache import CACHE_FORMAT, CachedDataset, cache_splits, read_index
 from cityseg.data.io import write_png
@@ -234,11 +233,17 @@ def test_cli_prepares_and_reports(pairs, tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_parse_size():
-    assert parse_size("256x512") == (256, 512)
-    for text in ("256", "0x5", "axb", "1x2x3"):
-        with pytest.raises(Exception, match="HEIGHTxWIDTH"):
-            parse_size(text)
+def test_prepare_takes_every_size_form_of_the_other_commands(pairs, tmp_path, capsys):
+    sizes = {"16x32": (16, 32), "16*32": (16, 32), "16,32": (16, 32), "16": (16, 16)}
+    for index, (text, size) in enumerate(sizes.items()):
+        out = tmp_path / f"cache{index}"
+        args = ["data", "prepare", str(pairs), "--out", str(out), "--workers", "1"]
+        assert main([*args, "--size", text]) == 0
+        assert CachedDataset(out, "train").size == size
+    for text in ("0x5", "axb", "1x2x3"):
+        with pytest.raises(SystemExit):
+            main(["data", "prepare", str(pairs), "--out", str(tmp_path / "bad"), "--size", text])
+        assert "HEIGHTxWIDTH" in capsys.readouterr().err
 
 
 def test_modules_import_no_torch():

@@ -18,8 +18,9 @@ from cityseg.evaluate.evaluator import evaluate_checkpoint, evaluate_dataset
 from cityseg.inference.options import InferenceOptions
 from cityseg.inference.predictor import Predictor
 from cityseg.model import UNet
+from cityseg.normalization import IMAGENET_NORMALIZATION
 
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+MEAN, STD = IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"]
 HEADLINE = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou", "mean_f1")
 CLASS_KEYS = {"iou", "precision", "recall", "specificity", "f1", "pixels"}
 OFFICIAL_KEYS = ("classes_iou", "classes_iiou", "categories_iou", "categories_iiou")
@@ -136,7 +137,13 @@ def test_pairs_format_slide_tta_with_report(tmp_path):
     root = write_pairs_tree(tmp_path / "pairs", count=4)
     out = tmp_path / "eval"
     metrics = evaluate_checkpoint(
-        checkpoint, root, "val", out, "slide", tta=True, scales=(1.0,), report=True, progress=False
+        checkpoint,
+        root,
+        "val",
+        out,
+        InferenceOptions.from_flags("slide", tta=True, scales=(1.0,)),
+        report=True,
+        progress=False,
     )
     check_metrics(metrics, images=4)
     assert metrics["format"] == "pairs" and metrics["inference"]["flip"] is True
@@ -148,11 +155,13 @@ def test_pairs_format_slide_tta_with_report(tmp_path):
 
 def test_predictor_from_checkpoint_takes_its_normalisation_and_training_size(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "model.pt", input_size=(96, 160))
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu", mode="slide", resize="train")
+    predictor = Predictor.from_checkpoint(
+        checkpoint, "cpu", InferenceOptions(mode="slide", resize="train")
+    )
     assert predictor.meta["class_names"] == list(labels.CLASS_NAMES)
     assert predictor.tile == (96, 160) and predictor.stride == (64, 106)
     assert predictor.options.resize == (96, 160)
-    torch.testing.assert_close(predictor.std.flatten(), torch.tensor(STD))
+    torch.testing.assert_close(predictor.normalize.std.flatten(), torch.tensor(STD))
     assert "model" not in predictor.meta
 
 

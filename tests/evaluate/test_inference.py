@@ -17,8 +17,9 @@ from cityseg.inference.windows import (
     tile_origins,
     window_weights,
 )
+from cityseg.normalization import IMAGENET_NORMALIZATION
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"]
 NUM_CLASSES = 5
 
 

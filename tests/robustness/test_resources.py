@@ -14,6 +14,7 @@ import torch
 from robustkit import in_process, train_args, write_scenes
 
 from cityseg.checkpoint import io as ckpt
+from cityseg.inference.options import InferenceOptions
 from cityseg.model import UNet
 from cityseg.train import guard
 
@@ -106,7 +107,9 @@ def test_predict_falls_back_to_sliding_windows(trained, scenes, tmp_path, memory
     out = tmp_path / "predicted"
     assert in_process("predict", str(trained), str(photo), "--out", str(out), "--no-progress") == 0
     fallback = Segmenter.from_checkpoint(trained, "cpu").predict_file(photo)
-    slide = Segmenter.from_checkpoint(trained, "cpu", mode="slide").predict_file(photo)
+    slide = Segmenter.from_checkpoint(trained, "cpu", InferenceOptions(mode="slide")).predict_file(
+        photo
+    )
     assert fallback.shape == (32, 64) and (fallback == slide).all()
     assert (out / f"{photo.stem}_labelIds.png").is_file()
 

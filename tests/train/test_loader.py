@@ -7,7 +7,13 @@ import torch
 from trainkit import write_pairs, write_scenes
 
 from cityseg.config import load_config
-from cityseg.data.loader import ShardSampler, build_loaders, open_splits, resolve_workers, set_epoch
+from cityseg.data.loader import (
+    ShardSampler,
+    build_loaders,
+    open_splits,
+    set_epoch,
+    training_workers,
+)
 from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
 
@@ -88,8 +94,8 @@ def test_validation_shards_cover_every_image_once():
 
 
 def test_auto_workers():
-    assert resolve_workers(3) == 3
-    assert 1 <= resolve_workers("auto") <= 8
+    assert training_workers(3) == 3
+    assert 1 <= training_workers("auto") <= 8
 
 
 def test_prepared_cache_gives_the_same_splits(pairs, tmp_path):

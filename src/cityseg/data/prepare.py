@@ -110,7 +110,7 @@ def prepare_cache(
     if not splits:
         raise DataError(f"{root}: no labelled split to cache; name one with --split")
     size = None if size is None else (int(size[0]), int(size[1]))
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = processes.worker_count(workers or None)
     out = Path(out)
     return [
         _prepare_split(root, data_format, split, out, size, workers, max_images, force, progress)

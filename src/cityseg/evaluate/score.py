@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -198,13 +197,6 @@ def _prepare_worker() -> None:
             pass
 
 
-def default_workers() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _count_in_parallel(frames: list[ScoreFrame], workers: int) -> tuple[OfficialCounts, list[str]]:
     workers = max(1, min(workers, len(frames)))
     if workers == 1:
@@ -236,7 +228,7 @@ def score_predictions(
         ScoreFrame(frame_id, predictions[frame_id], label_path, instance_path)
         for frame_id, (label_path, instance_path) in ground_truth.items()
     ]
-    counts, problems = _count_in_parallel(frames, workers or default_workers())
+    counts, problems = _count_in_parallel(frames, processes.worker_count(workers or None))
     _raise_problems(sorted(problems))
     result = summarize(counts.train_confusion(), CLASS_NAMES, cityscapes=counts.scores())
     predicted = counts.label_confusion.sum(axis=0)

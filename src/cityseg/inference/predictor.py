@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,15 +30,15 @@ import torch
 from torch import nn
 
 from cityseg.checkpoint.loading import load_model
-from cityseg.inference.options import InferenceOptions, Size
+from cityseg.inference.options import InferenceOptions, Size, scaled_size
 from cityseg.inference.windows import (
     check_tiling,
     resize_image,
     resize_map,
-    scaled,
     sliding_window_probabilities,
 )
-from cityseg.runtime.precision import DTYPES, resolve_precision
+from cityseg.runtime.normalize import Normalize
+from cityseg.runtime.precision import choose_precision
 
 
 class Predictor:
@@ -51,7 +50,8 @@ class Predictor:
         std: per-channel standard deviation of the normalisation.
         device: where the network runs and the probabilities live.
         options: the inference mode and its settings.
-        training_size: (height, width) the network was trained at: the default tile.
+        training_size: (height, width) the network was trained at: the default tile, and the
+            size ``resize="train"`` stands for.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo", "cpu")  # doctest: +SKIP
@@ -68,12 +68,11 @@ class Predictor:
         training_size: Size | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.options = options or InferenceOptions()
-        self.precision = resolve_precision(self.options.precision, self.device)
+        self.options = (options or InferenceOptions()).for_training_size(training_size)
+        self.precision = choose_precision(self.options.precision, self.device, option="--precision")
         memory_format = torch.channels_last if self.options.channels_last else torch.preserve_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.normalize = Normalize(mean, std).to(self.device)
         self.min_size = int(getattr(model, "min_size", 1))
         self.meta: dict = {}  # the checkpoint's metadata, set by from_checkpoint
         self.fell_back = False  # whole mode ran out of memory: sliding windows instead
@@ -84,26 +83,22 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "cpu", **options
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        options: InferenceOptions | None = None,
     ) -> Predictor:
-        """A predictor for a cityseg checkpoint; ``options`` are :class:`InferenceOptions` fields.
-
-        ``resize="train"`` runs whole-image inference at the checkpoint's training size.
-        """
+        """A predictor for a cityseg checkpoint (``resize="train"``: its training size)."""
         model, meta = load_model(path, device)
         training_size = tuple(meta["input_size"]) if meta.get("input_size") else None
-        if options.get("resize") == "train":
-            options["resize"] = training_size
         norm = meta["normalization"]
-        predictor = cls(
-            model, norm["mean"], norm["std"], device, InferenceOptions(**options), training_size
-        )
+        predictor = cls(model, norm["mean"], norm["std"], device, options, training_size)
         predictor.meta = meta
         return predictor
 
     def settings(self) -> dict:
         """The inference options in effect, tile and stride resolved, as a JSON-ready dict."""
-        settings = asdict(self.options) | {"precision": self.precision}
+        settings = asdict(self.options) | {"precision": self.precision.name}
         if self.options.mode == "slide" or self.fell_back:
             settings |= {"tile": self.tile, "stride": self.stride}
         if self.fell_back:
@@ -125,7 +120,7 @@ class Predictor:
                 f"expected uint8 RGB images (H, W, 3) or (N, H, W, 3), got {tuple(batch.shape)} "
                 f"{batch.dtype}"
             )
-        x = self._normalize(batch)
+        x = self.normalize(batch.to(self.device, non_blocking=True))
         output_size = tuple(output_size or x.shape[-2:])
         total = None
         for scale in self.options.scales:
@@ -143,27 +138,18 @@ class Predictor:
         probs = self.probabilities(images, output_size)
         return probs.argmax(dim=-3).to(torch.uint8)
 
-    def _normalize(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous().float()
-        return x.div_(255).sub_(self.mean).div_(self.std)
-
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        autocast = (
-            torch.autocast(self.device.type, dtype=DTYPES[self.precision])
-            if self.precision != "fp32"
-            else nullcontext()
-        )
-        with autocast:
+        with self.precision.autocast():
             return self.model(x).float()
 
     def _single_pass(self, x: torch.Tensor, scale: float, output_size: Size) -> torch.Tensor:
         """Probabilities (N, C, *output_size) of one pass at one scale."""
         options = self.options
         if options.mode == "whole":
-            base = options.resize or scaled(x.shape[-2:], options.scale)
-            x = resize_image(x, self._at_least_min(scaled(base, scale)))
+            base = options.resize or scaled_size(x.shape[-2:], options.scale)
+            x = resize_image(x, self._at_least_min(scaled_size(base, scale)))
             if not self.fell_back:
                 try:
                     logits = resize_map(self._logits(x), output_size)
@@ -171,7 +157,7 @@ class Predictor:
                 except torch.OutOfMemoryError:
                     self._fall_back_to_slide(x.shape[-2:])
             return self._slide_all(x, output_size)
-        x = resize_image(x, self._at_least_min(scaled(x.shape[-2:], scale)))
+        x = resize_image(x, self._at_least_min(scaled_size(x.shape[-2:], scale)))
         return self._slide_all(x, output_size)
 
     def _slide_all(self, x: torch.Tensor, output_size: Size) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +28,6 @@ def check_tiling(tile: Size, stride: Size, min_size: int) -> None:
         )
     if problems:
         raise ConfigError(*problems)
-
-
-def scaled(size: Sequence[int], scale: float) -> Size:
-    return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
 
 
 def resize_image(x: torch.Tensor, size: Size) -> torch.Tensor:

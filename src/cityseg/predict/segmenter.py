@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cityseg import labels
 from cityseg.checkpoint.loading import load_model
-from cityseg.errors import ConfigError
-from cityseg.inference.options import InferenceOptions, inference_options
+from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
 from cityseg.inference.predictor import Predictor
 from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.predict.base import BaseSegmenter, check_photo
@@ -28,16 +26,11 @@ class Segmenter(BaseSegmenter):
     Args:
         model: network mapping a normalised float batch (N, 3, H, W) to logits (N, 19, H, W).
         normalization: ``{"mean": [...], "std": [...]}`` on the 0..1 scale (default: ImageNet).
-        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".
-        mode: "whole" (one pass over the image) or "slide" (overlapping tiles at full resolution).
-        resize: whole mode: "train" (the training size), (height, width), or a factor such as 0.5;
-            None runs at the image's own size. Predictions always come back at the image's size.
-        tile: slide mode tile (height, width); default: the training size.
-        tta: also average over the horizontally flipped image and, unless ``scales`` is given,
-            the scales 0.75, 1.0 and 1.25.
-        scales: average over these scale factors.
-        precision: "fp32", "bf16" or "fp16" (CUDA only) autocast.
-        input_size: (height, width) the network was trained at.
+        device: "auto" (CUDA, then MPS, else CPU), "cpu", "cuda", "cuda:N", "mps".
+        options: the inference mode and its settings (default: whole image at its own size);
+            :meth:`InferenceOptions.from_flags` builds them as the commands do. Predictions always
+            come back at the image's size.
+        input_size: (height, width) the network was trained at (what ``resize="train"`` means).
         class_names: names of the classes, indexed by trainId.
         palette: RGB colour of each class.
 
@@ -46,7 +39,8 @@ class Segmenter(BaseSegmenter):
         >>> from cityseg.model import UNet
         >>> from cityseg.predict import Segmenter
         >>> segmenter = Segmenter(UNet(base_width=4, depth=2), device="cpu")
-        >>> # usually: segmenter = Segmenter.from_checkpoint("runs/demo/best.pt")
+        >>> # usually: segmenter = Segmenter.from_checkpoint("runs/demo/best.pt"), or with
+        >>> # options=InferenceOptions.from_flags("slide", tta=True)
         >>> train_ids = segmenter.predict(np.zeros((40, 70, 3), np.uint8))
         >>> train_ids.shape, train_ids.dtype
         ((40, 70), dtype('uint8'))
@@ -60,12 +54,7 @@ class Segmenter(BaseSegmenter):
         normalization: dict[str, Sequence[float]] | None = None,
         *,
         device: str = "auto",
-        mode: str = "whole",
-        resize: str | tuple[int, int] | float | None = None,
-        tile: tuple[int, int] | None = None,
-        tta: bool = False,
-        scales: Sequence[float] | None = None,
-        precision: str = "fp32",
+        options: InferenceOptions | None = None,
         input_size: Sequence[int] | None = None,
         class_names: Sequence[str] = labels.CLASS_NAMES,
         palette: Sequence[Sequence[int]] | np.ndarray = labels.PALETTE,
@@ -76,37 +65,26 @@ class Segmenter(BaseSegmenter):
         self.class_names = list(class_names)
         self.palette = np.asarray(palette, dtype=np.uint8)
         self.device = resolve_device(device)
-        sizing = self._sizing(resize)
-        options = inference_options(mode, tta, tile=tile, scales=scales, precision=precision)
-        self.options = InferenceOptions(**options, **sizing)
         self.predictor = Predictor(
             model,
             self.normalization["mean"],
             self.normalization["std"],
             self.device,
-            self.options,
+            options,
             self.input_size,
         )
-
-    def _sizing(self, resize: str | tuple[int, int] | float | None) -> dict[str, Any]:
-        if resize is None:
-            return {}
-        if isinstance(resize, (int, float)) and not isinstance(resize, bool):
-            return {"scale": float(resize)}
-        if resize == "train":
-            if self.input_size is None:
-                raise ConfigError("resize 'train' needs the training size, which is unknown here")
-            return {"resize": self.input_size}
-        return {"resize": tuple(resize)}
+        self.options = self.predictor.options
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options: Any) -> Segmenter:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", options: InferenceOptions | None = None
+    ) -> Segmenter:
         """A segmenter for a checkpoint written by ``cityseg train``.
 
         Args:
             path: the ``.pt`` file.
-            device: "auto", "cpu", "cuda", "cuda:N".
-            **options: the inference options of :class:`Segmenter` (mode, resize, tile, tta, ...).
+            device: "auto", "cpu", "cuda", "cuda:N", "mps".
+            options: the inference options (default: whole image at its own size).
 
         Raises:
             CheckpointError: the file is missing or is not a cityseg checkpoint.
@@ -122,19 +100,21 @@ class Segmenter(BaseSegmenter):
             input_size=meta.get("input_size"),
             class_names=meta.get("class_names") or labels.CLASS_NAMES,
             palette=labels.PALETTE if palette is None else palette,
-            **options,
+            options=options,
         )
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str = "auto", **options: Any) -> Segmenter:
+    def from_pretrained(
+        cls, name: str, device: str = "auto", options: InferenceOptions | None = None
+    ) -> Segmenter:
         """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`).
 
-        Shipped models were trained on whole, resized photos, so in whole-image mode they run at
-        their training size (``resize="train"``) unless ``resize`` says otherwise.
+        Shipped models were trained on whole, resized photos: without ``options`` they run on the
+        whole image at their training size (``resize="train"``).
         """
-        if options.get("resize") is None and options.get("mode", "whole") == "whole":
-            options["resize"] = "train"
-        return cls.from_checkpoint(pretrained_path(name), device, **options)
+        if options is None:
+            options = InferenceOptions(resize=TRAINING_SIZE)
+        return cls.from_checkpoint(pretrained_path(name), device, options)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""

@@ -7,48 +7,68 @@ import os
 
 import torch
 
-from cityseg.errors import ConfigError
+from cityseg.errors import ConfigError, setting
 from cityseg.runtime.allocator import active_allocator
 from cityseg.runtime.precision import Precision, cpu_bf16_support
 
 
-def choose_device(name: str, local_rank: int = 0, local_processes: int = 1) -> torch.device:
-    """``auto`` = cuda, then mps, then cpu; a named device must be available. On CUDA, process
-    ``local_rank`` of the ``local_processes`` on this node takes GPU ``local_rank``: one each."""
-    if name == "auto":
+def resolve_device(
+    name: str | None = "auto",
+    *,
+    option: str = "--device",
+    local_rank: int | None = None,
+    local_processes: int = 1,
+) -> torch.device:
+    """The device ``name`` stands for, checked: the one rule of training and inference alike.
+
+    Args:
+        name: "auto" (or None): CUDA, then MPS, then the CPU; else "cpu", "cuda", "cuda:N" or
+            "mps", which must be available.
+        option: how the user set it ("--device", "train.device"), for the messages.
+        local_rank: in training, this process's place on its node: plain "cuda" then means GPU
+            ``local_rank`` (one GPU per process). None (inference): the current GPU.
+        local_processes: the processes of the job on this node, each taking a GPU.
+
+    Raises:
+        ConfigError: an unknown or unavailable device, or more processes than GPUs.
+    """
+    given = name
+    if name in (None, "auto"):
         if torch.cuda.is_available():
             name = "cuda"
         elif torch.backends.mps.is_available():
             name = "mps"
         else:
             name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda: no CUDA GPU is available; use auto or cpu")
-        visible = torch.cuda.device_count()
-        if max(local_processes, local_rank + 1) > visible:
-            raise ConfigError(
-                f"{max(local_processes, local_rank + 1)} processes on this node but only "
-                f"{visible} GPU(s) visible: use torchrun --nproc_per_node={visible} (or fewer), "
-                "or train.device=cpu"
-            )
-        return torch.device("cuda", local_rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("train.device=mps: the MPS backend is not available; use auto or cpu")
-    return torch.device(name)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/"auto": CUDA if available, else CPU; otherwise the named device, checked."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        resolved = torch.device(device)
+        device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {device}: unknown device; use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return resolved
+        raise ConfigError(
+            f"{setting(option, given)}: unknown device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{setting(option, given)}: no CUDA GPU is available here; use auto or cpu"
+            )
+        if local_rank is not None and device.index is None:
+            _check_gpu_count(local_rank, local_processes, option)
+            return torch.device("cuda", local_rank)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"{setting(option, given)}: the MPS backend is not available here; use auto or cpu"
+        )
+    return device
+
+
+def _check_gpu_count(local_rank: int, local_processes: int, option: str) -> None:
+    visible = torch.cuda.device_count()
+    if max(local_processes, local_rank + 1) > visible:
+        raise ConfigError(
+            f"{max(local_processes, local_rank + 1)} processes on this node but only "
+            f"{visible} GPU(s) visible: use torchrun --nproc_per_node={visible} (or fewer), "
+            f"or {setting(option, 'cpu')}"
+        )
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:

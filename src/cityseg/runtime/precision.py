@@ -1,4 +1,5 @@
-"""Where and in what number format the network runs: device, autocast, gradient scaler, layout.
+"""In what number format the network runs: autocast and gradient scaler, for training and
+inference alike.
 
 ``precision="auto"`` picks the fastest format the hardware supports natively:
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cityseg.errors import ConfigError
+from cityseg.errors import ConfigError, setting
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -73,8 +74,20 @@ def cuda_bf16_support(device: torch.device) -> str:
         return "emulated" if torch.cuda.is_bf16_supported(including_emulation=True) else "none"
 
 
-def choose_precision(requested: str, device: torch.device) -> Precision:
-    """Resolve ``train.precision`` (auto/fp32/bf16/fp16) for ``device``."""
+def choose_precision(
+    requested: str, device: torch.device, *, option: str = "train.precision"
+) -> Precision:
+    """Resolve a precision (auto/fp32/bf16/fp16) for ``device``: the one rule of training and
+    inference alike.
+
+    Args:
+        requested: "auto" (see the module's docstring), "fp32", "bf16" or "fp16".
+        device: where the network runs.
+        option: how the user set it ("train.precision", "--precision"), for the messages.
+
+    Raises:
+        ConfigError: bf16 on a GPU without it, or fp16 on the CPU.
+    """
     kind = device.type
     if requested == "auto":
         if kind == "cuda":
@@ -85,21 +98,10 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
             requested = "fp32"
     if requested == "bf16" and kind == "cuda" and cuda_bf16_support(device) == "none":
         raise ConfigError(
-            "train.precision=bf16: this GPU has no bfloat16 support; use fp16 or auto"
+            f"{setting(option, 'bf16')}: this GPU has no bfloat16 support; use fp16 or auto"
         )
     if requested == "fp16" and kind == "cpu":
-        raise ConfigError("train.precision=fp16: float16 is for GPUs; on the CPU use bf16 or fp32")
+        raise ConfigError(
+            f"{setting(option, 'fp16')}: float16 is for GPUs; on the CPU use bf16 or fp32"
+        )
     return Precision(requested, device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The autocast format of inference: ``precision``, or what "auto" means on ``device``."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA device, not {device}; use bf16 or fp32")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if cuda_bf16_support(device) == "native" else "fp16"
-    if device.type == "cpu":
-        return "bf16" if cpu_bf16_support() == "amx" else "fp32"
-    return "fp32"

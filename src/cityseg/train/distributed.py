@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cityseg.runtime.device import choose_device
+from cityseg.runtime.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-    chosen = choose_device(device, local_rank, local_world_size)
+    chosen = resolve_device(
+        device, option="train.device", local_rank=local_rank, local_processes=local_world_size
+    )
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():

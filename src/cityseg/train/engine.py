@@ -39,12 +39,14 @@ from cityseg.checkpoint import compatibility, random_state
 from cityseg.checkpoint import io as ckpt
 from cityseg.checkpoint.format import checkpoint_header
 from cityseg.config import Config, config_to_dict, save_config
-from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch, to_device
+from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.labels import IGNORE_INDEX
 from cityseg.metrics.confusion import ConfusionMatrix
 from cityseg.metrics.summary import summarize
-from cityseg.runtime.device import choose_device, configure_determinism, describe_runtime
+from cityseg.outputs import check_output_folder
+from cityseg.runtime.device import configure_determinism, describe_runtime, resolve_device
+from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import choose_precision
 from cityseg.train import guard
 from cityseg.train.averaging import WeightAverage
@@ -130,10 +132,15 @@ class Trainer:
         self.saved_at: tuple[int, int] | None = None  # (epoch, iteration) of the last checkpoint
         self.overflowed = 0  # fp16 steps skipped in a row by the gradient scaler (_optimizer_step)
         if info.is_main:
-            guard.check_writable(run_dir)
+            check_output_folder(run_dir, "--out")
         resume_state = self._prepare_run_dir(resume)
         seed_everything(cfg.seed + info.rank)
-        self.device = choose_device(cfg.device, info.local_rank, info.local_world_size)
+        self.device = resolve_device(
+            cfg.device,
+            option="train.device",
+            local_rank=info.local_rank,
+            local_processes=info.local_world_size,
+        )
         self.precision = choose_precision(cfg.precision, self.device)
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
@@ -168,6 +175,8 @@ class Trainer:
             print_main(info, loaded)
         if cfg.init_from and resume_state is None:
             print_main(info, initialize_from(self.model, cfg.init_from))
+        norm = self.model.normalization
+        self.normalize = Normalize(norm["mean"], norm["std"], cfg.channels_last).to(self.device)
         self.average = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.criterion, self.class_weights = build_criterion(
             config, self.splits.train, info, self.device, resume_state
@@ -444,9 +453,7 @@ class Trainer:
         }
 
     def _forward_backward(self, images, targets, step_now: bool) -> torch.Tensor:
-        images, targets = to_device(
-            images, targets, self.device, *self._normalization(), self.config.train.channels_last
-        )
+        images, targets = batch_to_device(images, targets, self.normalize)
         no_sync = self.info.enabled and not step_now
         with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
             with self.precision.autocast():
@@ -522,13 +529,7 @@ class Trainer:
             if batch is None:
                 continue
             images, targets = batch
-            images, targets = to_device(
-                images,
-                targets,
-                self.device,
-                *self._normalization(),
-                self.config.train.channels_last,
-            )
+            images, targets = batch_to_device(images, targets, self.normalize)
             with self.precision.autocast():
                 logits = model(images)
             targets = targets.long()
@@ -543,14 +544,6 @@ class Trainer:
         metrics = summarize(matrix, checkpoint_header(self.config)["class_names"])
         val_loss = (loss_sum / pixels.clamp(min=1)).item()
         return {"val_loss": val_loss, **metrics}
-
-    def _normalization(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if not hasattr(self, "_mean_std"):
-            shape, norm = (1, 3, 1, 1), self.model.normalization
-            mean = torch.tensor(norm["mean"], device=self.device).view(shape)
-            std = torch.tensor(norm["std"], device=self.device).view(shape)
-            self._mean_std = (mean, std)
-        return self._mean_std
 
     def _state(self, record: dict[str, Any] | None) -> dict[str, Any]:
         averaging = {}

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from cityseg.errors import ConfigError, UserError
-from cityseg.outputs import check_output_folder, existing_ancestor
+from cityseg.outputs import existing_ancestor
 
 CHECKPOINT_COPIES = 3
 """``checkpoint_last.pt``, ``checkpoint_best.pt`` and the temporary file of the next write."""
@@ -22,11 +22,6 @@ CHECKPOINT_COPIES = 3
 
 class TrainingFailed(UserError):
     """The run cannot go on (divergence, out of memory, full disk); the last checkpoint is kept."""
-
-
-def check_writable(run_dir: Path) -> None:
-    """Raise ConfigError unless ``run_dir`` exists as a writable folder or can be created."""
-    check_output_folder(run_dir, "--out")
 
 
 def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

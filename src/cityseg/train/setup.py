@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from cityseg.checkpoint import compatibility
 from cityseg.checkpoint.io import checkpoint_file, load_checkpoint
 from cityseg.config import Config, ModelConfig
-from cityseg.data.loader import BadSample, ShardSampler, resolve_workers, worker_options
-from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
+from cityseg.data.loader import ShardSampler, training_workers, worker_options
+from cityseg.data.unreadable import BadSample, read_or_report
+from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.model import init_encoder, model_from_config
 from cityseg.pretrained import available_pretrained, pretrained_path
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
@@ -112,7 +113,7 @@ def build_criterion(
 
 
 class _Targets(Dataset):
-    """The targets of a dataset; an unreadable item becomes a BadSample (see ``data.loader``)."""
+    """The targets of a dataset; an unreadable item becomes a BadSample."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -121,10 +122,7 @@ class _Targets(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
-        try:
-            return self.dataset[index][1]
-        except UserError as error:
-            return BadSample(index, error.problems)
+        return read_or_report(lambda i: self.dataset[i][1], index)
 
 
 def _identity(item: Any) -> Any:
@@ -154,7 +152,7 @@ def compute_class_weights(
         batch_size=None,
         sampler=ShardSampler(len(train_set), info.rank, info.world_size),
         collate_fn=_identity,
-        **worker_options(resolve_workers(config.data.workers, info.world_size)),
+        **worker_options(training_workers(config.data.workers, info.world_size)),
     )
     targets = _readable_targets(loader, config.data.skip_bad_samples)
     pixels, image_pixels = count_class_pixels(targets, num_classes)

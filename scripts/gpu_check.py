@@ -225,7 +225,7 @@ def fp16_overflow(args: argparse.Namespace) -> int:
 
     def poisoned(self, *positional):
         loss = forward_backward(self, *positional)
-        next(self.model.parameters()).grad.fill_(float("inf"))
+        next(self.raw_model.parameters()).grad.fill_(float("inf"))
         return loss
 
     engine.Trainer._forward_backward = poisoned

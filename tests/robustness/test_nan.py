@@ -54,7 +54,7 @@ def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> N
     def poisoned(self, *args):
         loss = forward_backward(self, *args)
         if micro_steps is None or next(calls) in micro_steps:
-            next(self.model.parameters()).grad.fill_(float("inf"))
+            next(self.raw_model.parameters()).grad.fill_(float("inf"))
         return loss
 
     monkeypatch.setattr(engine.Trainer, "_forward_backward", poisoned)

@@ -16,7 +16,7 @@ from robustkit import in_process, train_args, write_scenes
 from cityseg.checkpoint import io as ckpt
 from cityseg.inference.options import InferenceOptions
 from cityseg.model import UNet
-from cityseg.train import guard
+from cityseg.train import run_folder
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_output_folder_under_a_file(scenes, tmp_path, capsys):
 
 def test_too_little_free_space_is_found_before_training(scenes, tmp_path, monkeypatch, capsys):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(guard.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 50_000))
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 50_000))
     assert in_process(*train_args(scenes, tmp_path / "run")) == 2
     err = one_error_line(capsys)
     assert "0.1 MB free, but its checkpoints need about" in err and "3 copies" in err

@@ -69,7 +69,7 @@ def train_rank(rank: int, root: Path, run: Path, overrides: tuple, buffers: Path
 
         def recording_validate(self):
             scores = validate(self)
-            torch.save(dict(self.model.named_buffers()), buffers / f"rank{rank}.pt")
+            torch.save(dict(self.raw_model.named_buffers()), buffers / f"rank{rank}.pt")
             return scores
 
         engine.Trainer.validate = recording_validate

@@ -1,63 +1,19 @@
-"""What can go wrong around a training run, found early or reported in one line with the fix:
-an output folder that cannot be written, a disk too small for the checkpoints, a disk that fills
-up during a save, a diverging loss, float16 gradients that keep overflowing, and running out of
-GPU memory.
+"""Why a training run stops before its end, each said in one line with the fix: a diverging loss,
+float16 gradients that keep overflowing, running out of memory, another process of the job that
+stopped. (A run folder that cannot be written or a full disk: see :mod:`cityseg.train.run_folder`.)
 """
 
 from __future__ import annotations
 
-import errno
-import shutil
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
-from cityseg.errors import ConfigError, UserError
-from cityseg.outputs import existing_ancestor
-
-CHECKPOINT_COPIES = 3
-"""``checkpoint_last.pt``, ``checkpoint_best.pt`` and the temporary file of the next write."""
+from cityseg.errors import UserError
 
 
 class TrainingFailed(UserError):
     """The run cannot go on (divergence, out of memory, full disk); the last checkpoint is kept."""
-
-
-def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """An estimate of one checkpoint's size: weights, buffers and optimiser state (+ 1 MiB)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    for state in optimizer.state_dict()["state"].values():
-        tensors += [value for value in state.values() if isinstance(value, torch.Tensor)]
-    size = sum(t.numel() * t.element_size() for t in tensors)
-    moments = {"adam": 2, "adamw": 2, "sgd": 1}.get(type(optimizer).__name__.lower(), 2)
-    if not optimizer.state_dict()["state"]:  # no step yet: its moments will come
-        size += moments * sum(p.numel() * p.element_size() for p in model.parameters())
-    return size + (1 << 20)
-
-
-def check_free_space(run_dir: Path, needed: int) -> None:
-    """Raise ConfigError when the disk of ``run_dir`` has less than ``needed`` bytes free."""
-    free = shutil.disk_usage(existing_ancestor(run_dir)).free
-    if free < needed:
-        raise ConfigError(
-            f"{run_dir}: {free / 1e6:.1f} MB free, but its checkpoints need about "
-            f"{needed / 1e6:.1f} MB ({CHECKPOINT_COPIES} copies of "
-            f"{needed / CHECKPOINT_COPIES / 1e6:.1f} MB); "
-            "free some space or choose another --out"
-        )
-
-
-def save_failed(path: Path, error: OSError, previous: str, run_dir: Path) -> TrainingFailed:
-    """The error for a checkpoint that could not be written (the previous one is untouched)."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        what, fix = "the disk is full", "free some space"
-    else:
-        what, fix = error.strerror or str(error), "check the folder"
-    return TrainingFailed(
-        f"{path}: cannot be written ({what}); {previous}; {fix}, then continue with "
-        f"`cityseg train --resume {run_dir}`"
-    )
 
 
 def diverged(

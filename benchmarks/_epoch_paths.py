@@ -129,8 +129,8 @@ def run_cityseg(args, device, size) -> dict:
         cpu_bf16_support,
         cuda_bf16_support,
     )
+    from cityseg.train.build import build_model
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.setup import build_model
 
     cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
     count = args.train_images + args.val_images

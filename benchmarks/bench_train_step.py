@@ -226,8 +226,8 @@ def build_step(
     from cityseg.runtime.device import configure_determinism
     from cityseg.runtime.normalize import Normalize, batch_to_device
     from cityseg.runtime.precision import Precision
+    from cityseg.train.build import build_model
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.setup import build_model
 
     configure_determinism(TrainConfig().deterministic, device)
     torch.manual_seed(0)

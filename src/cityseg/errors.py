@@ -5,8 +5,6 @@ Tracebacks are for bugs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 
 class UserError(Exception):
     """A problem with the user's input. The CLI prints each line on stderr and exits with status 2.
@@ -21,10 +19,6 @@ class UserError(Exception):
             p.replace("\r", "\\r").replace("\n", "\\n") for p in problems if p
         ]
         super().__init__("\n".join(self.problems))
-
-    @classmethod
-    def collect(cls, problems: Iterable[str]) -> UserError:
-        return cls(*problems)
 
 
 def setting(option: str, value: object) -> str:

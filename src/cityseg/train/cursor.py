@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cityseg.checkpoint.random_state import capture_rng_state, restore_rng_state
-from cityseg.train.setup import seed_everything
+from cityseg.train.build import seed_everything
 from cityseg.train.distributed import DistInfo, all_reduce_sum
 
 

@@ -104,15 +104,6 @@ def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def broadcast_object(value: object, info: DistInfo) -> object:
-    """Rank 0's ``value`` on every process."""
-    if not info.enabled:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -8,7 +8,7 @@ stopping, counters, random generators), so a resumed run continues as if never s
 
 The loop is short; around it stand the run folder (:mod:`cityseg.train.run_folder`: what is
 resumed and saved), the mid-epoch cursor (:mod:`cityseg.train.cursor`), the progress bar
-(:mod:`cityseg.train.progress`) and the failures (:mod:`cityseg.train.guard`). Ctrl-C or SIGTERM
+(:mod:`cityseg.train.progress`) and the failures (:mod:`cityseg.train.failures`). Ctrl-C or SIGTERM
 finish the current step and save a checkpoint of the middle of the epoch; a NaN or infinite loss,
 float16 gradients that overflow step after step, running out of memory or of disk stop the run
 with one line saying what to change, the last good checkpoint kept. A step the fp16 gradient
@@ -49,8 +49,15 @@ from cityseg.metrics.summary import summarize
 from cityseg.runtime.device import configure_determinism, describe_runtime, resolve_device
 from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import choose_precision
-from cityseg.train import guard
+from cityseg.train import failures
 from cityseg.train.averaging import WeightAverage
+from cityseg.train.build import (
+    batch_per_process,
+    build_criterion,
+    build_model,
+    initialize_from,
+    seed_everything,
+)
 from cityseg.train.cursor import EpochCursor
 from cityseg.train.distributed import (
     DistInfo,
@@ -67,13 +74,6 @@ from cityseg.train.interrupt import StopSignals
 from cityseg.train.progress import EpochProgress
 from cityseg.train.run_folder import RunFolder
 from cityseg.train.schedules import Patience, build_optimizer, build_schedule, set_encoder_frozen
-from cityseg.train.setup import (
-    batch_per_process,
-    build_criterion,
-    build_model,
-    initialize_from,
-    seed_everything,
-)
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -86,8 +86,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str
         barrier(info)  # every process leaves together, once rank 0 has saved
         return record
     except RuntimeError as error:
-        if info.enabled and guard.is_peer_failure(error):
-            raise guard.peer_failed(error, info.rank, Path(run_dir)) from None
+        if info.enabled and failures.is_peer_failure(error):
+            raise failures.peer_failed(error, info.rank, Path(run_dir)) from None
         raise
     finally:
         cleanup_distributed()
@@ -251,7 +251,7 @@ class Trainer:
         except torch.OutOfMemoryError:
             crop = self.config.data.crop or self.config.data.size
             where = self.device.type.upper() if self.device.type == "cuda" else self.device.type
-            raise guard.out_of_memory(
+            raise failures.out_of_memory(
                 self.batch_per_step, crop, self.precision.name, where
             ) from None
         except _StopNow:
@@ -442,7 +442,7 @@ class Trainer:
         flags = all_reduce_sum(flags, self.info).tolist()
         self.nonfinite.zero_()
         if flags[0]:
-            raise guard.diverged(
+            raise failures.diverged(
                 self.last_loss.item() if self.last_loss is not None else float("nan"),
                 self.iteration + 1,
                 self.epoch + 1,
@@ -465,8 +465,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if scale is not None and self.scaler.get_scale() < scale:  # lowered: the step was skipped
             self.overflowed += 1
-            if self.scaler.get_scale() < guard.MIN_GRAD_SCALE:
-                raise guard.gradients_overflow(
+            if self.scaler.get_scale() < failures.MIN_GRAD_SCALE:
+                raise failures.gradients_overflow(
                     self.scaler.get_scale(),
                     self.overflowed,
                     self.iteration,

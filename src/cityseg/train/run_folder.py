@@ -23,7 +23,7 @@ from cityseg.checkpoint.io import load_checkpoint, remove_partial_writes, save_c
 from cityseg.config import Config, save_config
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.outputs import check_output_folder, existing_ancestor
-from cityseg.train.guard import TrainingFailed
+from cityseg.train.failures import TrainingFailed
 from cityseg.train.interrupt import TrainingInterrupted
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"

@@ -8,7 +8,7 @@ import torch
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.model import UNet
 from cityseg.pretrained import pretrained_path
-from cityseg.train.setup import initialize_from
+from cityseg.train.build import initialize_from
 
 
 def test_init_from_a_file_copies_every_weight(tiny_checkpoint):

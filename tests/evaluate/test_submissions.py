@@ -14,7 +14,7 @@ import pytest
 from official_shim import downscaled, perturb, read, run_official, write_frame
 
 from cityseg.cli import main
-from cityseg.evaluate.score import score_predictions
+from cityseg.evaluate.submissions import score_predictions
 
 FRAMES = 3
 

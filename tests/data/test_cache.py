@@ -21,6 +21,8 @@ from cityseg.data.prepare import prepare_cache
 from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
 from cityseg.labels import LABEL_COLORS
+from tests.helpers import write_scenes
+from tests.helpers.contracts import DatasetContract
 
 ROAD, SKY = LABEL_COLORS[7], LABEL_COLORS[23]
 
@@ -268,3 +270,13 @@ def test_index_is_plain_json(pairs, tmp_path):
     prepare_cache(pairs, tmp_path / "cache", size=(16, 32), workers=1)
     index = json.loads((tmp_path / "cache" / "train" / "index.json").read_text())
     assert index["has_labels"] is True and index["native_size"] is False
+
+
+class TestCachedDatasetContract(DatasetContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def open_split(cls, tmp_path_factory):
+        root = write_scenes(tmp_path_factory.mktemp("scenes"), {"train": 3}, 32, 64)
+        cache = tmp_path_factory.mktemp("cache")
+        prepare_cache(root, cache, size=(32, 64), workers=1)
+        return lambda **options: CachedDataset(cache, "train", root, **options)

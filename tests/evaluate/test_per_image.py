@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,7 @@ import pytest
 from cityseg import labels
 from cityseg.evaluate.evaluator import ImageScore, evaluate_checkpoint, missed_most
 from cityseg.metrics import scores as metric_functions
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "visualize"))
-from test_report import run_chromium  # noqa: E402
+from tests.helpers.chromium import run_chromium
 
 PROBE = """<script>
 window.addEventListener("load", () => {

@@ -11,10 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from official_shim import downscaled, perturb, read, run_official, write_frame
 
 from cityseg.cli import main
 from cityseg.evaluate.submissions import score_predictions
+from tests.helpers.official import downscaled, perturb, read, run_official, write_frame
 
 FRAMES = 3
 

@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from robustkit import in_process, train_args, write_pairs, write_scenes
 
 from cityseg import limits
 from cityseg.checkpoint import io as ckpt
@@ -22,6 +21,7 @@ from cityseg.config import load_config
 from cityseg.data.io import read_label_png, read_rgb, read_unchanged
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.metrics.confusion import ConfusionMatrix
+from tests.helpers import in_process, train_args, write_pairs, write_scenes
 
 READERS = [read_rgb, read_label_png, read_unchanged]
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
-from robustkit import in_process, train_args, write_scenes
 
 from cityseg.config import load_config
 from cityseg.train.schedules import build_schedule
+from tests.helpers import in_process, train_args, write_scenes
 
 
 def test_divergence_from_a_huge_learning_rate(tmp_path, capsys):

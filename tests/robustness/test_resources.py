@@ -11,12 +11,12 @@ from collections import namedtuple
 
 import pytest
 import torch
-from robustkit import in_process, train_args, write_scenes
 
 from cityseg.checkpoint import io as ckpt
 from cityseg.inference.options import InferenceOptions
 from cityseg.model import UNet
 from cityseg.train import run_folder
+from tests.helpers import in_process, train_args, write_scenes
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from trainkit import tiny_config, write_scenes
 
 from cityseg.evaluate.evaluator import evaluate_checkpoint
 from cityseg.export import export_checkpoint
@@ -22,6 +21,7 @@ from cityseg.normalization import TF_LITE_NORMALIZATION
 from cityseg.predict import OnnxSegmenter, Segmenter
 from cityseg.train.engine import train
 from cityseg.train.schedules import build_optimizer
+from tests.helpers import tiny_config, write_scenes
 
 LITE = (
     "model.encoder=efficientnet-lite0",

@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 from torch.overrides import TorchFunctionMode
-from trainkit import one_thread, tiny_config, write_scenes  # noqa: F401 (fixture)
 
 from cityseg.checkpoint.format import FORMAT
 from cityseg.checkpoint.loading import load_model
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.train.engine import train
+from tests.helpers import tiny_config, write_scenes
 
 RECORD_KEYS = {
     "epoch",

@@ -6,14 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from official_shim import (
-    as_train_id_prediction,
-    downscaled,
-    perturb,
-    read,
-    run_official,
-    write_frame,
-)
 
 from cityseg.labels import CLASS_NAMES, label_ids_to_train_ids
 from cityseg.metrics.confusion import confusion_matrix_np
@@ -24,6 +16,14 @@ from cityseg.metrics.official import (
     format_official,
 )
 from cityseg.metrics.summary import summarize
+from tests.helpers.official import (
+    as_train_id_prediction,
+    downscaled,
+    perturb,
+    read,
+    run_official,
+    write_frame,
+)
 
 TOLERANCE = 1e-6
 

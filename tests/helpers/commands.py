@@ -1,4 +1,5 @@
-"""Helpers of the robustness tests: tiny datasets, `cityseg train` in a subprocess, comparisons."""
+"""`cityseg` as a user runs it: in a subprocess, in the background, or in this process; and
+comparisons of the checkpoints runs leave."""
 
 from __future__ import annotations
 
@@ -8,31 +9,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "train"))
-from trainkit import write_pairs, write_scenes  # noqa: E402,F401
-
-TINY = (
-    "data.format=cityscapes",
-    "data.size=[32, 64]",
-    "data.workers=0",
-    "model.base_width=4",
-    "model.depth=2",
-    "model.dropout=0.1",
-    "train.epochs=3",
-    "train.max_iterations=12",
-    "train.batch_size=2",
-    "train.optimizer=adamw",
-    "train.device=cpu",
-    "train.precision=fp32",
-    "train.progress=false",
-    "train.deterministic=true",
-)
-"""A run of 3 epochs x 4 steps (8 training images, batch 2) with dropout and AdamW: every piece of
-state (weights, moments, schedule, random generators, sampler) matters for an exact resume."""
+from cityseg.cli import main
+from tests.helpers.training import train_args
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -105,10 +87,6 @@ class Running:
         return "".join(self.stdout) + "".join(self.stderr)
 
 
-def train_args(data: Path, out: Path, *overrides: str) -> list[str]:
-    return ["train", "--out", str(out), f"data.root={data}", *TINY, *overrides]
-
-
 def same_weights(a: Path, b: Path) -> None:
     """Assert two checkpoints hold the same step and bit-identical weights and moments."""
     first = torch.load(a, weights_only=True)
@@ -126,10 +104,6 @@ _references: dict[Path, Path] = {}
 
 def in_process(*args: str) -> int:
     """`cityseg ARGS` in this process (no curves drawn: they cost a second per epoch)."""
-    from unittest import mock
-
-    from cityseg.cli import main
-
     with mock.patch("cityseg.train.history.plot_curves"):
         return main(list(args))
 

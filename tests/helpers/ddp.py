@@ -60,9 +60,9 @@ def train_rank(rank: int, root: Path, run: Path, overrides: tuple, buffers: Path
     """``cityseg.train.engine.train`` on the tiny configuration; with ``buffers``, each process
     writes its model's buffers after each validation to ``buffers/rank<r>.pt``."""
     import torch
-    from trainkit import tiny_config
 
     from cityseg.train import engine
+    from tests.helpers.training import tiny_config
 
     if buffers is not None:
         validate = engine.Trainer.validate

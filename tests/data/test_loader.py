@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from trainkit import write_pairs, write_scenes
 
 from cityseg.config import load_config
 from cityseg.data.loader import (
@@ -16,6 +15,7 @@ from cityseg.data.loader import (
 )
 from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
+from tests.helpers import write_pairs, write_scenes
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from cityseg.predict import (
     read_photo,
 )
 from cityseg.predict.files import output_stems
+from tests.helpers.contracts import SegmenterContract
 
 OFFICIAL_LABEL_IDS = set(labels.TRAIN_ID_TO_LABEL_ID[: labels.NUM_CLASSES].tolist())
 NORMALIZATION = IMAGENET_NORMALIZATION  # the fixture's
@@ -201,3 +202,9 @@ def test_an_unreadable_photo_is_named_and_the_others_are_written(segmenter, tmp_
     assert str(broken) in error.value.problems[0]
     assert "other 1 of 2 images were written" in error.value.problems[-1]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good_color.png"]
+
+
+class TestSegmenterContract(SegmenterContract):
+    @pytest.fixture
+    def make(self, tiny_checkpoint):
+        return lambda options=None: Segmenter.from_checkpoint(tiny_checkpoint, "cpu", options)

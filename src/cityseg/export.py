@@ -4,9 +4,9 @@ The graph takes decoded photos as they come, uint8 RGB channels-last (N, H, W, 3
 batch, height and width, and holds the normalisation, so a consumer needs no preprocessing; see
 :mod:`cityseg.predict.onnx_segmenter` for its inputs, outputs and metadata, and for running it.
 
-Two exporters: the TorchScript-based one (``dynamo=False``, the default: about 1 s for a small
-U-Net on 2 CPU cores, no extra package) and the ``torch.export``-based one (``dynamo=True``: 3-10x
-slower here, needs the ``onnxscript`` package). Both give the same outputs to within 1e-5.
+Two exporters: the TorchScript-based one (``dynamo=False``, the default: faster, no extra package)
+and the ``torch.export``-based one (``dynamo=True``: slower, needs the ``onnxscript`` package; see
+BENCHMARKS.md, section 6). Both give the same outputs to within 1e-5.
 
 Example:
     >>> from cityseg.export import export_checkpoint

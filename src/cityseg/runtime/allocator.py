@@ -1,7 +1,7 @@
 """Use jemalloc or tcmalloc when the machine has one.
 
 glibc's allocator returns the large activation buffers of a training step to the OS and maps them
-again at the next step; a caching allocator avoids that and made CPU training 1.5-2x faster here.
+again at the next step; a caching allocator avoids that (BENCHMARKS.md, section 6).
 An allocator can only be preloaded before the process starts, so the console entry point re-executes
 itself once with ``LD_PRELOAD`` set. ``CITYSEG_ALLOCATOR=system`` turns this off.
 """
@@ -58,8 +58,8 @@ def reexec_with_fast_allocator(argv: list[str]) -> None:
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
     env[_MARK] = "1"
-    # Spinning OpenMP threads collapse when the cores are shared (6-10x slower measured here);
-    # passive waiting costs 1-5% on idle cores.
+    # Spinning OpenMP threads collapse when the cores are shared; passive waiting costs little
+    # on idle cores (BENCHMARKS.md, section 6).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.stdout.flush()
     sys.stderr.flush()

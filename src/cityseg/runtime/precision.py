@@ -7,9 +7,7 @@ inference alike.
   else float16 with a gradient scaler: on a T4, V100 or RTX 20xx bfloat16 is emulated, and slow.
 * CPU: bfloat16 when the CPU computes it natively (``amx_bf16`` or ``avx512_bf16`` in the CPU
   flags: Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later); otherwise float32,
-  since emulated bf16 is slower. Measured on a 2-core AMD Zen 4 (avx512_bf16, no AMX), U-Net
-  base_width 16 depth 4, batch 8 at 128x256, one training step: 0.75 s in float32, 0.45 s in
-  bfloat16 (channels_last); 1.11 s and 0.62 s in the contiguous layout.
+  since emulated bf16 is slower (BENCHMARKS.md, sections 1, 4 and 6).
 * MPS: float32 (float16 autocast on Apple GPUs is possible with ``precision=fp16``).
 """
 

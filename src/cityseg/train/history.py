@@ -20,7 +20,7 @@ from cityseg.visualize.plots import plot_training_curves
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 CURVES_EVERY_S = 30.0
-"""Between validations, curves.png is redrawn at most this often (a drawing takes ~0.4 s)."""
+"""Between validations, curves.png is redrawn at most this often (a drawing is not free)."""
 
 
 class RunHistory:

@@ -237,6 +237,14 @@ def matmul_flops(device, dtype_name: str, size: int = 2048, repeats: int = 3) ->
     return 2 * size**3 / min(times)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """A ``--size``/``--tile`` value as cityseg's commands read it (``256x512``, ``256``, ...)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from cityseg.sizes import parse_size as parse
+
+    return parse(text)
+
+
 def machine_lines(device) -> list[str]:
     """A few lines that say where the numbers come from."""
     import torch

@@ -11,7 +11,7 @@ import random
 import time
 
 import numpy as np
-from _common import resolve_device, synchronize
+from _common import parse_size, resolve_device, synchronize
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -22,7 +22,7 @@ def run_path(args) -> dict:
     device = resolve_device(args.device, args.threads)
     torch.manual_seed(0)
     random.seed(0)
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = parse_size(args.size)
     run = run_baseline if args.path == "baseline" else run_cityseg
     return run(args, device, size)
 

@@ -36,6 +36,7 @@ from _common import (
     format_rate,
     machine_lines,
     markdown_table,
+    parse_size,
     resolve_device,
     synchronize,
     use_fast_allocator,
@@ -173,8 +174,8 @@ def run_in_subprocess(args, configuration, scratch: Path) -> dict:
 def run_one(args, configuration, scratch: Path) -> dict:
     """Warm up, time one prediction, and report memory, for one configuration."""
     runtime, mode, precision = configuration
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    tile = tuple(int(v) for v in args.tile.lower().split("x"))
+    height, width = parse_size(args.size)
+    tile = parse_size(args.tile)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     if runtime == "torch":
         predict, device = torch_predictor(args, mode, precision, tile, scratch)

@@ -32,6 +32,7 @@ from _common import (
     markdown_table,
     matmul_flops,
     median,
+    parse_size,
     peak_flops,
     resolve_device,
     time_calls,
@@ -99,7 +100,7 @@ def main() -> None:
     rows, skipped, ratios = [], [], []
     for width in [*args.widths, *args.encoders]:
         for size in args.sizes:
-            height, width_px = (int(v) for v in size.lower().split("x"))
+            height, width_px = parse_size(size)
             macs = count_macs(width, height, width_px)
             for batch in batch_sizes:
                 gflop = 6 * macs * batch / 1e9

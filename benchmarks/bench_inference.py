@@ -249,7 +249,7 @@ def onnx_predictor(mode: str, tile, scratch: Path):
 
 
 def tile_origins(length: int, tile: int) -> list[int]:
-    """As ``evaluate.inference.tile_origins`` with a stride of 2/3 of the tile (no torch here)."""
+    """As ``cityseg.inference.windows.tile_origins`` with a stride of 2/3 of the tile (no torch)."""
     stride = max(1, 2 * tile // 3)
     if tile >= length:
         return [0]
@@ -258,7 +258,7 @@ def tile_origins(length: int, tile: int) -> list[int]:
 
 
 def gaussian_window(height: int, width: int) -> np.ndarray:
-    """As ``evaluate.inference.window_weights(..., "gaussian")``."""
+    """As ``cityseg.inference.windows.window_weights(..., "gaussian")``."""
     axes = []
     for length in (height, width):
         position = np.arange(length, dtype=np.float32) - (length - 1) / 2

@@ -47,10 +47,12 @@ def requirements(args: argparse.Namespace) -> int:
 
 def bf16_rule(args: argparse.Namespace) -> int:
     """The bf16 rule asks the GPU in use and counts only native bf16 (compute capability 8+),
-    in training (choose_precision) and inference (resolve_precision) alike."""
+    in training (choose_precision) and inference (the Predictor's precision) alike."""
     import torch
 
-    from cityseg.runtime.precision import choose_precision, cuda_bf16_support, resolve_precision
+    from cityseg.inference.options import InferenceOptions
+    from cityseg.inference.predictor import Predictor
+    from cityseg.runtime.precision import choose_precision, cuda_bf16_support
 
     asked: list[int | None] = []
     real_device = torch.cuda.device
@@ -68,7 +70,9 @@ def bf16_rule(args: argparse.Namespace) -> int:
         asked.clear()
         support = cuda_bf16_support(device)
         training = choose_precision("auto", device).name
-        inference = resolve_precision("auto", device)
+        options = InferenceOptions(precision="auto")
+        model = torch.nn.Conv2d(3, 19, 1)
+        inference = Predictor(model, [0.5] * 3, [0.5] * 3, device, options).precision.name
         expected = "bf16" if native else "fp16"
         good = (support == "native") == native and training == inference == expected
         good = good and set(asked) == {index}

@@ -30,11 +30,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from cityseg import faults
 from cityseg.checkpoint.compatibility import check_resumable, precision_change
@@ -43,9 +43,6 @@ from cityseg.checkpoint.random_state import capture_rng_state, restore_rng_state
 from cityseg.config import Config, config_to_dict
 from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch
 from cityseg.errors import ConfigError, DataError
-from cityseg.labels import IGNORE_INDEX
-from cityseg.metrics.confusion import ConfusionMatrix
-from cityseg.metrics.summary import summarize
 from cityseg.runtime.device import configure_determinism, describe_runtime, resolve_device
 from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import choose_precision
@@ -74,6 +71,7 @@ from cityseg.train.interrupt import StopSignals
 from cityseg.train.progress import EpochProgress
 from cityseg.train.run_folder import RunFolder
 from cityseg.train.schedules import Patience, build_optimizer, build_schedule, set_encoder_frozen
+from cityseg.train.validation import validation_scores
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -483,38 +481,29 @@ class Trainer:
 
     # --- validation --------------------------------------------------------------------------
 
-    @torch.no_grad()
     def validate(self) -> dict[str, Any]:
         """Validation loss (plain cross-entropy), pixel accuracy and mIoU over all processes, of the
         weight average when ``train.ema_decay`` is set."""
         model = self.raw_model if self.average is None else self.average.model
         model.eval()
         broadcast_buffers(model, self.info)  # every process validates the model it saves
-        confusion = ConfusionMatrix(self.config.model.num_classes, device=self.device)
-        loss_sum = torch.zeros((), device=self.device)  # float32: MPS has no float64
-        pixels = torch.zeros((), dtype=torch.int64, device=self.device)
+        return validation_scores(
+            model,
+            self._validation_batches(),
+            self.normalize,
+            self.precision,
+            self.header["class_names"],
+            self.info,
+        )
+
+    def _validation_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.val_loader:
             self.faults.validation_batch()
             if not self.info.enabled and self.signals is not None and self.signals.requested:
                 raise _StopNow  # (several processes stop at their next training step instead)
             batch = self._usable(batch)
-            if batch is None:
-                continue
-            images, targets = batch_to_device(*batch, self.normalize)
-            with self.precision.autocast():
-                logits = model(images)
-            targets = targets.long()
-            loss = F.cross_entropy(
-                logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum"
-            )
-            loss_sum += loss
-            pixels += (targets != IGNORE_INDEX).sum()
-            confusion.update(logits.argmax(1), targets)
-        matrix = confusion.reduce().cpu().numpy()
-        loss_sum, pixels = all_reduce_sum(loss_sum, self.info), all_reduce_sum(pixels, self.info)
-        metrics = summarize(matrix, self.header["class_names"])
-        val_loss = (loss_sum / pixels.clamp(min=1)).item()
-        return {"val_loss": val_loss, **metrics}
+            if batch is not None:
+                yield batch
 
     # --- checkpoints -------------------------------------------------------------------------
 

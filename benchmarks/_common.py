@@ -27,7 +27,7 @@ def use_fast_allocator() -> None:
     """Re-run this script with jemalloc/tcmalloc preloaded, as the ``cityseg`` command does for
     training, so the numbers are the ones users get. ``CITYSEG_ALLOCATOR=system`` keeps glibc."""
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.allocator import active_allocator, find_fast_allocator
+    from cityseg.runtime.allocator import active_allocator, find_fast_allocator
 
     if (
         not sys.platform.startswith("linux")
@@ -237,12 +237,20 @@ def matmul_flops(device, dtype_name: str, size: int = 2048, repeats: int = 3) ->
     return 2 * size**3 / min(times)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """A ``--size``/``--tile`` value as cityseg's commands read it (``256x512``, ``256``, ...)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from cityseg.sizes import parse_size as parse
+
+    return parse(text)
+
+
 def machine_lines(device) -> list[str]:
     """A few lines that say where the numbers come from."""
     import torch
 
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.allocator import active_allocator
+    from cityseg.runtime.allocator import active_allocator
 
     info = cpu_info()
     lines = [

@@ -11,7 +11,7 @@ import random
 import time
 
 import numpy as np
-from _common import resolve_device, synchronize
+from _common import parse_size, resolve_device, synchronize
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -22,7 +22,7 @@ def run_path(args) -> dict:
     device = resolve_device(args.device, args.threads)
     torch.manual_seed(0)
     random.seed(0)
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = parse_size(args.size)
     run = run_baseline if args.path == "baseline" else run_cityseg
     return run(args, device, size)
 
@@ -117,18 +117,20 @@ def run_cityseg(args, device, size) -> dict:
 
     from cityseg.config import DataConfig, ModelConfig, TrainConfig
     from cityseg.data.cache import CachedDataset
-    from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch, to_device
-    from cityseg.evaluate.confusion import ConfusionMatrix
-    from cityseg.evaluate.metrics import summarize
-    from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import (
+    from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch
+    from cityseg.metrics.confusion import ConfusionMatrix
+    from cityseg.metrics.summary import summarize
+    from cityseg.normalization import IMAGENET_NORMALIZATION
+    from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.normalize import Normalize, batch_to_device
+    from cityseg.runtime.precision import (
         Precision,
         choose_precision,
-        configure_determinism,
         cpu_bf16_support,
         cuda_bf16_support,
     )
-    from cityseg.train.setup import build_model
+    from cityseg.train.build import build_model
+    from cityseg.train.losses import SegmentationLoss
 
     cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
     count = args.train_images + args.val_images
@@ -151,11 +153,10 @@ def run_cityseg(args, device, size) -> dict:
     scaler = precision.grad_scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = SegmentationLoss(19).to(device)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    normalize = Normalize(**IMAGENET_NORMALIZATION, channels_last=True).to(device)
 
     def train_step(images, targets):
-        images, targets = to_device(images, targets, device, mean, std, True)
+        images, targets = batch_to_device(images, targets, normalize)
         with precision.autocast():
             logits = model(images)
         scaler.scale(criterion(logits, targets)).backward()
@@ -164,7 +165,7 @@ def run_cityseg(args, device, size) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     def validate(images, targets, confusion):
-        images, targets = to_device(images, targets, device, mean, std, True)
+        images, targets = batch_to_device(images, targets, normalize)
         with precision.autocast():
             predictions = model(images).argmax(1)
         synchronize(device)  # the forward pass ends here, not inside the metric time
@@ -189,7 +190,7 @@ def run_cityseg(args, device, size) -> dict:
 
 
 def active_allocator() -> str:
-    from cityseg.allocator import active_allocator as allocator
+    from cityseg.runtime.allocator import active_allocator as allocator
 
     return allocator()
 

@@ -35,6 +35,7 @@ from _common import (
     generate_pairs,
     machine_lines,
     markdown_table,
+    parse_size,
     resolve_device,
     use_fast_allocator,
 )
@@ -79,7 +80,7 @@ def compare(args, scratch: Path) -> None:
     from cityseg.data.prepare import prepare_cache
 
     device = resolve_device(args.device, args.threads, args.smoke)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = parse_size(args.size)
     count = args.train_images + args.val_images
     print("# One epoch, end to end\n")
     print("\n".join(machine_lines(device)))

@@ -4,7 +4,7 @@ One 1024x2048 image through a U-Net (default width 32, random weights saved once
 configuration runs the same network), whole image and sliding window (512x1024 tiles, a third
 overlapping, Gaussian blending, one tile per forward pass so memory stays bounded):
 
-* PyTorch float32 and bf16 autocast + channels_last, through ``cityseg.evaluate.inference``;
+* PyTorch float32 and bf16 autocast + channels_last, through ``cityseg.inference``;
 * ONNX Runtime (CPU) on the graph written by ``cityseg.export.export_model`` (uint8 in, logits
   out), whole image through ``cityseg.predict.OnnxSegmenter``; its sliding window here tiles the
   uint8 image in NumPy with the same tiles and window.
@@ -36,6 +36,7 @@ from _common import (
     format_rate,
     machine_lines,
     markdown_table,
+    parse_size,
     resolve_device,
     synchronize,
     use_fast_allocator,
@@ -173,8 +174,8 @@ def run_in_subprocess(args, configuration, scratch: Path) -> dict:
 def run_one(args, configuration, scratch: Path) -> dict:
     """Warm up, time one prediction, and report memory, for one configuration."""
     runtime, mode, precision = configuration
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    tile = tuple(int(v) for v in args.tile.lower().split("x"))
+    height, width = parse_size(args.size)
+    tile = parse_size(args.tile)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     if runtime == "torch":
         predict, device = torch_predictor(args, mode, precision, tile, scratch)
@@ -199,7 +200,8 @@ def run_one(args, configuration, scratch: Path) -> dict:
 def torch_predictor(args, mode: str, precision: str, tile, scratch: Path):
     import torch
 
-    from cityseg.evaluate.inference import InferenceOptions, Predictor
+    from cityseg.inference.options import InferenceOptions
+    from cityseg.inference.predictor import Predictor
     from cityseg.model import model_from_config
 
     device = resolve_device(args.device, args.threads, args.smoke)
@@ -247,7 +249,7 @@ def onnx_predictor(mode: str, tile, scratch: Path):
 
 
 def tile_origins(length: int, tile: int) -> list[int]:
-    """As ``evaluate.inference.tile_origins`` with a stride of 2/3 of the tile (no torch here)."""
+    """As ``cityseg.inference.windows.tile_origins`` with a stride of 2/3 of the tile (no torch)."""
     stride = max(1, 2 * tile // 3)
     if tile >= length:
         return [0]
@@ -256,7 +258,7 @@ def tile_origins(length: int, tile: int) -> list[int]:
 
 
 def gaussian_window(height: int, width: int) -> np.ndarray:
-    """As ``evaluate.inference.window_weights(..., "gaussian")``."""
+    """As ``cityseg.inference.windows.window_weights(..., "gaussian")``."""
     axes = []
     for length in (height, width):
         position = np.arange(length, dtype=np.float32) - (length - 1) / 2

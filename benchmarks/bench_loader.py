@@ -81,11 +81,11 @@ def main() -> None:
 def run(args, config, device, scratch: Path) -> None:
     from bench_train_step import build_step
 
-    from cityseg.data.loader import resolve_workers
+    from cityseg.data.loader import training_workers
 
     print("# Data loader throughput\n")
     print("\n".join(machine_lines(device)))
-    workers = resolve_workers(config.data.workers)
+    workers = training_workers(config.data.workers)
     size = tuple(config.data.size)
     model_rate = consumption_rate(config, device, build_step, 1 if args.smoke else 5)
     print(
@@ -135,7 +135,7 @@ def run(args, config, device, scratch: Path) -> None:
 
 def consumption_rate(config, device, build_step, iterations: int) -> float:
     """Training images/s of the configuration's model at its size and batch (fast path)."""
-    from cityseg.train.precision import choose_precision
+    from cityseg.runtime.precision import choose_precision
 
     precision = choose_precision(config.train.precision, device).name
     size = tuple(config.data.crop or config.data.size)

@@ -32,6 +32,7 @@ from _common import (
     markdown_table,
     matmul_flops,
     median,
+    parse_size,
     peak_flops,
     resolve_device,
     time_calls,
@@ -99,7 +100,7 @@ def main() -> None:
     rows, skipped, ratios = [], [], []
     for width in [*args.widths, *args.encoders]:
         for size in args.sizes:
-            height, width_px = (int(v) for v in size.lower().split("x"))
+            height, width_px = parse_size(size)
             macs = count_macs(width, height, width_px)
             for batch in batch_sizes:
                 gflop = 6 * macs * batch / 1e9
@@ -148,7 +149,7 @@ def main() -> None:
 
 def half_precision(device) -> str:
     """bf16, except on GPUs that only emulate it (fp16 with a gradient scaler there)."""
-    from cityseg.train.precision import cuda_bf16_support
+    from cityseg.runtime.precision import cuda_bf16_support
 
     if device.type == "cuda" and cuda_bf16_support(device) != "native":
         return "fp16"
@@ -156,7 +157,7 @@ def half_precision(device) -> str:
 
 
 def auto_precision(device) -> str:
-    from cityseg.train.precision import choose_precision
+    from cityseg.runtime.precision import choose_precision
 
     return choose_precision("auto", device).name
 
@@ -222,11 +223,12 @@ def build_step(
     import torch
 
     from cityseg.config import TrainConfig
-    from cityseg.data.loader import to_device
     from cityseg.model import model_normalization
+    from cityseg.runtime.device import configure_determinism
+    from cityseg.runtime.normalize import Normalize, batch_to_device
+    from cityseg.runtime.precision import Precision
+    from cityseg.train.build import build_model
     from cityseg.train.losses import SegmentationLoss
-    from cityseg.train.precision import Precision, configure_determinism
-    from cityseg.train.setup import build_model
 
     configure_determinism(TrainConfig().deterministic, device)
     torch.manual_seed(0)
@@ -243,11 +245,10 @@ def build_step(
     if device.type == "cuda":
         images, targets = images.pin_memory(), targets.pin_memory()
     norm = model_normalization(config.model_kwargs())
-    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
+    normalize = Normalize(norm["mean"], norm["std"], channels_last).to(device)
 
     def step() -> None:
-        x, y = to_device(images, targets, device, mean, std, channels_last)
+        x, y = batch_to_device(images, targets, normalize)
         with precision.autocast():
             logits = step_model(x)
         scaler.scale(criterion(logits, y)).backward()

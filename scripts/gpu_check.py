@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 SKIP = 77
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 def requirements(args: argparse.Namespace) -> int:
@@ -48,11 +47,12 @@ def requirements(args: argparse.Namespace) -> int:
 
 def bf16_rule(args: argparse.Namespace) -> int:
     """The bf16 rule asks the GPU in use and counts only native bf16 (compute capability 8+),
-    in training (choose_precision) and inference (resolve_precision) alike."""
+    in training (choose_precision) and inference (the Predictor's precision) alike."""
     import torch
 
-    from cityseg.evaluate.inference import resolve_precision
-    from cityseg.train.precision import choose_precision, cuda_bf16_support
+    from cityseg.inference.options import InferenceOptions
+    from cityseg.inference.predictor import Predictor
+    from cityseg.runtime.precision import choose_precision, cuda_bf16_support
 
     asked: list[int | None] = []
     real_device = torch.cuda.device
@@ -70,7 +70,9 @@ def bf16_rule(args: argparse.Namespace) -> int:
         asked.clear()
         support = cuda_bf16_support(device)
         training = choose_precision("auto", device).name
-        inference = resolve_precision("auto", device)
+        options = InferenceOptions(precision="auto")
+        model = torch.nn.Conv2d(3, 19, 1)
+        inference = Predictor(model, [0.5] * 3, [0.5] * 3, device, options).precision.name
         expected = "bf16" if native else "fp16"
         good = (support == "native") == native and training == inference == expected
         good = good and set(asked) == {index}
@@ -112,7 +114,7 @@ def widen_rng(args: argparse.Namespace) -> int:
     saves them."""
     import torch
 
-    from cityseg.train.checkpoint import load_checkpoint, save_checkpoint
+    from cityseg.checkpoint.io import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(args.checkpoint)
     cuda = state["rng"]["cuda"]
@@ -160,8 +162,8 @@ def load_on_host(args: argparse.Namespace) -> int:
     (the optimiser's moments never reach it); running out of memory is not called damage."""
     import torch
 
+    from cityseg.checkpoint.loading import load_model
     from cityseg.errors import CheckpointError
-    from cityseg.train.checkpoint import load_model
 
     places, real_load = [], torch.load
 
@@ -203,9 +205,10 @@ def export_keeps_device(args: argparse.Namespace) -> int:
 
     from cityseg.export import export_model
     from cityseg.model import UNet
+    from cityseg.normalization import IMAGENET_NORMALIZATION
 
     model = UNet(base_width=8, depth=3).cuda().train()
-    result = export_model(model, Path(args.out), NORMALIZATION)
+    result = export_model(model, Path(args.out), IMAGENET_NORMALIZATION)
     device = next(model.parameters()).device
     print(
         f"after export: model on {device}, training {model.training}; onnxruntime vs PyTorch "
@@ -226,7 +229,7 @@ def fp16_overflow(args: argparse.Namespace) -> int:
 
     def poisoned(self, *positional):
         loss = forward_backward(self, *positional)
-        next(self.model.parameters()).grad.fill_(float("inf"))
+        next(self.raw_model.parameters()).grad.fill_(float("inf"))
         return loss
 
     engine.Trainer._forward_backward = poisoned

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from cityseg.checkpoint.io import slim_checkpoint
 from cityseg.config import load_config
 from cityseg.data.loader import open_splits
-from cityseg.train.checkpoint import slim_checkpoint
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 

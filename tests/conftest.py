@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample data in ../shared/data (skipped, with a reason, if absent)."""
+"""Shared fixtures: the real sample data in ../shared/data (skipped, with a reason, if absent),
+one thread for torch, and a tiny checkpoint. Shared functions live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from tests.helpers import save_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CITYSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -32,42 +36,14 @@ def pairs_root() -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
-    """Tiny test models run fastest on one thread; more threads only fight over the 2 cores."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        yield
-        return
+    """Tiny test models run fastest on one thread; more threads only fight over the cores."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
 
 
-IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A random-init UNet (base width 8, depth 3) saved in the cityseg checkpoint format."""
-    import torch
-
-    from cityseg import labels
-    from cityseg.model import UNet
-    from cityseg.train.checkpoint import FORMAT, save_checkpoint
-
-    torch.manual_seed(0)
-    model = UNet(base_width=8, depth=3)
-    state = {
-        "format": FORMAT,
-        "model_config": model.config,
-        "model": model.state_dict(),
-        "class_names": list(labels.CLASS_NAMES),
-        "palette": labels.PALETTE.tolist(),
-        "normalization": IMAGENET_NORMALIZATION,
-        "input_size": [64, 128],
-        "config": {},
-    }
-    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
-    save_checkpoint(path, state)
-    return path
+    """A random-init UNet (base width 8, depth 3, "trained" at 64x128) in the checkpoint format."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny.pt")

@@ -40,7 +40,7 @@ def test_onnx_sliding_window_tiles_as_cityseg_does():
         import bench_inference
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from cityseg.evaluate.inference import tile_origins, window_weights
+    from cityseg.inference.windows import tile_origins, window_weights
 
     for length, tile in [(1024, 512), (2048, 1024), (100, 64), (64, 64), (50, 64)]:
         stride = max(1, 2 * tile // 3)

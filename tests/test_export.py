@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.data.io import read_rgb
 from cityseg.errors import CheckpointError, ConfigError
 from cityseg.export import (
@@ -22,12 +23,13 @@ from cityseg.export import (
     export_checkpoint,
     export_model,
 )
+from cityseg.inference.options import InferenceOptions
 from cityseg.model import UNet
+from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.predict import OnnxSegmenter, Segmenter
 from cityseg.predict.onnx_segmenter import _open_session
-from cityseg.train.checkpoint import load_model
 
-NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # the fixture's
+NORMALIZATION = IMAGENET_NORMALIZATION  # the fixture's
 MAX_LOGIT_DIFF = 1e-3
 MIN_AGREEMENT = 0.9999
 
@@ -124,12 +126,13 @@ def test_the_labels_output_is_the_argmax_of_the_logits(exported):
 
 def test_the_onnx_segmenter_agrees_with_the_checkpoint(exported, checkpoint):
     photo = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    for options in ({}, {"tta": True, "scales": [1.0]}):
-        expected = Segmenter.from_checkpoint(checkpoint, "cpu", **options).predict(photo)
-        onnx_segmenter = OnnxSegmenter(exported.path, "cpu", **options)
+    for options in (InferenceOptions(), InferenceOptions.from_flags(tta=True, scales=[1.0])):
+        expected = Segmenter.from_checkpoint(checkpoint, "cpu", options).predict(photo)
+        onnx_segmenter = OnnxSegmenter(exported.path, "cpu", options)
         assert np.mean(onnx_segmenter.predict(photo) == expected) >= MIN_AGREEMENT
-    resized = OnnxSegmenter(exported.path, "cpu", resize="train", tta=True)
-    assert resized.input_size == (64, 128) and resized.scales == (0.75, 1.0, 1.25)
+    options = InferenceOptions.from_flags(resize="train", tta=True)
+    resized = OnnxSegmenter(exported.path, "cpu", options)
+    assert resized.input_size == (64, 128) and resized.options.scales == (0.75, 1.0, 1.25)
     train_ids = resized.predict_batch(np.stack([photo, photo]))
     assert train_ids.shape == (2, 70, 90) and train_ids.max() < 19
     assert OnnxSegmenter(exported.path, "cpu").class_names == list(labels.CLASS_NAMES)
@@ -137,7 +140,7 @@ def test_the_onnx_segmenter_agrees_with_the_checkpoint(exported, checkpoint):
 
 def test_the_onnx_segmenter_refuses_what_it_cannot_run(exported, tmp_path):
     with pytest.raises(ConfigError, match="whole mode only"):
-        OnnxSegmenter(exported.path, mode="slide")
+        OnnxSegmenter(exported.path, options=InferenceOptions(mode="slide"))
     with pytest.raises(CheckpointError, match="ONNX model not found"):
         OnnxSegmenter(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")

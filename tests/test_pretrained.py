@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.cli import main
 from cityseg.data.pairs import decode_label_colors, read_pair
 from cityseg.data.synthetic.render import render_scene
+from cityseg.inference.options import InferenceOptions
 from cityseg.predict import Segmenter
 from cityseg.pretrained import pretrained_path
-from cityseg.train.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def shipped() -> Path:
 
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    return Segmenter.from_pretrained("pairs", "cpu", resize="train")
+    return Segmenter.from_pretrained("pairs", "cpu", InferenceOptions(resize="train"))
 
 
 def test_the_shipped_checkpoint_is_small_half_precision_and_loads_safely(shipped):
@@ -82,5 +83,5 @@ def test_pretrained_models_run_at_their_training_size_unless_told_otherwise():
 
     default = Segmenter.from_pretrained("pairs", device="cpu").predictor.settings()
     assert default["resize"] == [128, 256]
-    native = Segmenter.from_pretrained("pairs", device="cpu", resize=1.0).predictor.settings()
+    native = Segmenter.from_pretrained("pairs", "cpu", InferenceOptions()).predictor.settings()
     assert native["resize"] is None

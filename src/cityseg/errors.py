@@ -5,8 +5,6 @@ Tracebacks are for bugs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 
 class UserError(Exception):
     """A problem with the user's input. The CLI prints each line on stderr and exits with status 2.
@@ -22,9 +20,11 @@ class UserError(Exception):
         ]
         super().__init__("\n".join(self.problems))
 
-    @classmethod
-    def collect(cls, problems: Iterable[str]) -> UserError:
-        return cls(*problems)
+
+def setting(option: str, value: object) -> str:
+    """A setting as the user wrote it, for messages: ``train.device=cuda`` for a configuration key
+    (it holds a dot), ``--device cuda`` for a command-line option."""
+    return f"{option}={value}" if "." in option else f"{option} {value}"
 
 
 class DataError(UserError):

@@ -4,9 +4,9 @@ The graph takes decoded photos as they come, uint8 RGB channels-last (N, H, W, 3
 batch, height and width, and holds the normalisation, so a consumer needs no preprocessing; see
 :mod:`cityseg.predict.onnx_segmenter` for its inputs, outputs and metadata, and for running it.
 
-Two exporters: the TorchScript-based one (``dynamo=False``, the default: about 1 s for a small
-U-Net on 2 CPU cores, no extra package) and the ``torch.export``-based one (``dynamo=True``: 3-10x
-slower here, needs the ``onnxscript`` package). Both give the same outputs to within 1e-5.
+Two exporters: the TorchScript-based one (``dynamo=False``, the default: faster, no extra package)
+and the ``torch.export``-based one (``dynamo=True``: slower, needs the ``onnxscript`` package; see
+BENCHMARKS.md, section 6). Both give the same outputs to within 1e-5.
 
 Example:
     >>> from cityseg.export import export_checkpoint
@@ -31,25 +31,27 @@ import torch
 from torch import nn
 
 from cityseg import labels
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import ConfigError
 from cityseg.predict.onnx_segmenter import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAMES
+from cityseg.runtime.normalize import Normalize
 
 DEFAULT_OPSET = 17
 
 
 class ImageToLogits(nn.Module):
     """The exported graph: uint8 RGB (N, H, W, 3) in; float32 logits (N, C, H, W) and uint8
-    argmax trainIds (N, H, W) out. Normalises exactly as ``evaluate.inference`` does."""
+    argmax trainIds (N, H, W) out. Normalises with the :class:`Normalize` of training and
+    inference."""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        # channels_last: no copy into NCHW order, which the graph would only carry as a no-op.
+        self.normalize = Normalize(mean, std, channels_last=True)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = image.permute(0, 3, 1, 2).float().div(255)
-        logits = self.model((x - self.mean) / self.std).float()
+        logits = self.model(self.normalize(image)).float()
         return logits, logits.argmax(dim=1).to(torch.uint8)
 
 
@@ -84,8 +86,6 @@ def export_checkpoint(
     verify: bool = True,
 ) -> ExportResult:
     """Export a checkpoint written by ``cityseg train`` to ONNX (see :func:`export_model`)."""
-    from cityseg.train.checkpoint import load_model
-
     checkpoint = Path(checkpoint)
     model, meta = load_model(checkpoint, torch.device("cpu"))
     palette = meta.get("palette")
@@ -125,7 +125,7 @@ def export_model(
     Raises:
         ConfigError: ``dynamo=True`` without onnxscript installed.
     """
-    import onnx
+    import onnx  # loaded when exporting only: the ONNX libraries take a while to import
 
     if dynamo and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--dynamo needs the onnxscript package (pip install onnxscript)")
@@ -205,7 +205,7 @@ def compare_with_onnxruntime(
     """Run uint8 photos (N, H, W, 3) through ``graph`` in PyTorch (fp32) and through the ONNX file
     in onnxruntime (CPU); return the largest absolute logit difference and the fraction of
     pixels whose argmax agrees."""
-    import onnxruntime
+    import onnxruntime  # as onnx above
 
     images = torch.as_tensor(images)
     reference = copy.deepcopy(graph).cpu().eval()  # (the caller's graph stays as it is)

@@ -9,7 +9,6 @@ time (default: the first) this process reaches ``point``:
   step), ``validate`` (before a validation batch), ``evaluate`` (before an image of
   ``cityseg evaluate``).
 * ``nan:loss``: the loss of that training micro-step becomes NaN.
-* ``oom:forward``: that training forward pass raises ``torch.OutOfMemoryError``.
 * ``raise:<point>``: raise a RuntimeError there, as a bug would. Points: ``forward``, ``loss``,
   ``validate``, ``worker`` (a training item read in a DataLoader worker).
 
@@ -22,8 +21,10 @@ import os
 import signal
 import sys
 from collections import Counter
+from typing import TypeVar
 
 VARIABLE = "CITYSEG_TEST_FAULT"
+T = TypeVar("T")
 _reached: Counter = Counter()
 
 
@@ -42,7 +43,7 @@ def _entries() -> list[tuple[str, str, int]]:
 
 
 def reached(point: str) -> str | None:
-    """Count one more arrival at ``point``; the action due now ("nan", "oom"), else None.
+    """Count one more arrival at ``point``; the action due now ("nan"), else None.
 
     A ``pause`` due here sleeps (for a test to kill the process) instead of returning.
     """
@@ -58,3 +59,24 @@ def reached(point: str) -> str | None:
                 raise RuntimeError(f"fault injected at {point} ({VARIABLE})")
             return action
     return None
+
+
+class TrainingFaults:
+    """The fault points of the training loop, as one object it calls at each: the loop holds no
+    test branch of its own. Without ``CITYSEG_TEST_FAULT`` every method returns at once."""
+
+    def forward(self) -> None:
+        """Before a training forward pass."""
+        reached("forward")
+
+    def loss(self, loss: T) -> T:
+        """A micro-step's loss, made NaN when a ``nan:loss`` fault is due."""
+        return loss * float("nan") if reached("loss") == "nan" else loss
+
+    def step(self) -> None:
+        """After an optimiser step."""
+        reached("step")
+
+    def validation_batch(self) -> None:
+        """Before a validation batch."""
+        reached("validate")

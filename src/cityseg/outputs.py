@@ -1,5 +1,6 @@
-"""Can a command write where it was told to? Checked before any work, so that a read-only or
-misnamed output fails in a second instead of after the work. No torch import here."""
+"""Can a command write where it was told to? The one check of every command and run folder, made
+before any work, so that a read-only or misnamed output fails in a second instead of after the
+work. No torch import here."""
 
 from __future__ import annotations
 
@@ -45,4 +46,18 @@ def _check_can_create_in(target: Path, ancestor: Path, option: str) -> None:
     except OSError as error:
         raise ConfigError(
             f"{target}: cannot write into {ancestor} ({error.strerror}); choose another {option}"
+        ) from None
+
+
+def prepare_output_folder(folder: Path, option: str = "--out") -> None:
+    """Check ``folder`` as :func:`check_output_folder` does, then create it (and its parents);
+    ConfigError saying why when either fails."""
+    folder = Path(folder)
+    check_output_folder(folder, option)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
+            f"choose another {option}"
         ) from None

@@ -1,5 +1,6 @@
-"""Lifetimes of the processes a command starts: no worker outlives the command, none keeps it
-from ending.
+"""The worker processes a command starts: how many (:func:`worker_count`, the one rule of the
+loaders, ``data prepare`` and ``score``), and their lifetimes: no worker outlives the command,
+none keeps it from ending.
 
 A DataLoader worker asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG`` on
 Linux), so a command killed from outside leaves no orphan. The command itself kills whatever
@@ -18,6 +19,30 @@ import sys
 
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_count(
+    requested: int | str | None = "auto", processes: int = 1, spare: int = 0, cap: int | None = None
+) -> int:
+    """Worker processes to start: ``requested`` itself when it is a number, else ("auto" or None)
+    the usable CPUs shared among the ``processes`` of a job, less ``spare`` left to each
+    process's own work, at most ``cap``, at least 1.
+
+    Example:
+        >>> worker_count(3), worker_count("auto") >= 1
+        (3, True)
+    """
+    if requested not in (None, "auto"):
+        return int(requested)
+    count = usable_cpus() // processes - spare
+    return max(1, count if cap is None else min(cap, count))
 
 
 def remember_parent() -> None:

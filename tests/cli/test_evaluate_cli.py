@@ -6,30 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from cityseg.cli import main
-from cityseg.cli.evaluate import parse_resize, parse_scales, parse_size
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
-from test_evaluator import (  # noqa: E402
-    check_metrics,
-    save_checkpoint,
-    write_official_tree,
-    write_pairs_tree,
-)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared machine they oversubscribe it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from cityseg.cli._arguments import parse_resize, parse_scales
+from cityseg.cli._arguments import size as parse_size
+from tests.helpers import save_tiny_checkpoint as save_checkpoint
+from tests.helpers import write_pairs, write_scenes
+from tests.helpers.evaluation import check_metrics
 
 
 def evaluate(*args: str) -> int:
@@ -38,7 +23,7 @@ def evaluate(*args: str) -> int:
 
 def test_official_layout_slide_writes_metrics_and_charts(tmp_path, capsys):
     checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_official_tree(tmp_path / "cityscapes")
+    root = write_scenes(tmp_path / "cityscapes", {"val": 3})
     out = tmp_path / "eval"
     code = evaluate(
         str(checkpoint),
@@ -64,7 +49,7 @@ def test_official_layout_slide_writes_metrics_and_charts(tmp_path, capsys):
 
 def test_pairs_whole_resize_with_report_and_default_out_dir(tmp_path):
     checkpoint = save_checkpoint(tmp_path / "best.pt")
-    root = write_pairs_tree(tmp_path / "pairs", count=2)
+    root = write_pairs(tmp_path / "pairs", 2, split="val")
     code = evaluate(
         str(checkpoint),
         "--data",
@@ -84,14 +69,14 @@ def test_pairs_whole_resize_with_report_and_default_out_dir(tmp_path):
 
 
 def test_missing_checkpoint_exits_2_with_one_line_naming_it(tmp_path, capsys):
-    root = write_pairs_tree(tmp_path / "pairs", count=1)
+    root = write_pairs(tmp_path / "pairs", 1, split="val")
     assert evaluate(str(tmp_path / "nope.pt"), "--data", str(root)) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "nope.pt: checkpoint not found" in error
 
 
 def test_corrupt_checkpoint_exits_2(tmp_path, capsys):
-    root = write_pairs_tree(tmp_path / "pairs", count=1)
+    root = write_pairs(tmp_path / "pairs", 1, split="val")
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     assert evaluate(str(tmp_path / "broken.pt"), "--data", str(root)) == 2
     assert "broken.pt: not a readable cityseg checkpoint" in capsys.readouterr().err
@@ -101,14 +86,14 @@ def test_missing_data_root_or_split_exits_2(tmp_path, capsys):
     checkpoint = save_checkpoint(tmp_path / "model.pt")
     assert evaluate(str(checkpoint), "--data", str(tmp_path / "absent")) == 2
     assert "absent: data folder not found" in capsys.readouterr().err
-    root = write_pairs_tree(tmp_path / "pairs", count=1)
+    root = write_pairs(tmp_path / "pairs", 1, split="val")
     assert evaluate(str(checkpoint), "--data", str(root), "--split", "test") == 2
     assert "split 'test' not found" in capsys.readouterr().err
 
 
 def test_bad_tiling_exits_2(tmp_path, capsys):
     checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_pairs_tree(tmp_path / "pairs", count=1)
+    root = write_pairs(tmp_path / "pairs", 1, split="val")
     args = ["--data", str(root), "--mode", "slide", "--tile", "64x64", "--stride", "80x20"]
     assert evaluate(str(checkpoint), *args) == 2
     assert "stride 80x20 is larger than the tile" in capsys.readouterr().err

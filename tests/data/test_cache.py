@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from cityseg.cli import main
-from cityseg.cli.data.prepare import parse_size
 from cityseg.data import open_dataset
 from cityseg.data.cache import CACHE_FORMAT, CachedDataset, cache_splits, read_index
 from cityseg.data.io import write_png
@@ -22,6 +21,8 @@ from cityseg.data.prepare import prepare_cache
 from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
 from cityseg.labels import LABEL_COLORS
+from tests.helpers import write_scenes
+from tests.helpers.contracts import DatasetContract
 
 ROAD, SKY = LABEL_COLORS[7], LABEL_COLORS[23]
 
@@ -234,11 +235,17 @@ def test_cli_prepares_and_reports(pairs, tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_parse_size():
-    assert parse_size("256x512") == (256, 512)
-    for text in ("256", "0x5", "axb", "1x2x3"):
-        with pytest.raises(Exception, match="HEIGHTxWIDTH"):
-            parse_size(text)
+def test_prepare_takes_every_size_form_of_the_other_commands(pairs, tmp_path, capsys):
+    sizes = {"16x32": (16, 32), "16*32": (16, 32), "16,32": (16, 32), "16": (16, 16)}
+    for index, (text, size) in enumerate(sizes.items()):
+        out = tmp_path / f"cache{index}"
+        args = ["data", "prepare", str(pairs), "--out", str(out), "--workers", "1"]
+        assert main([*args, "--size", text]) == 0
+        assert CachedDataset(out, "train").size == size
+    for text in ("0x5", "axb", "1x2x3"):
+        with pytest.raises(SystemExit):
+            main(["data", "prepare", str(pairs), "--out", str(tmp_path / "bad"), "--size", text])
+        assert "HEIGHTxWIDTH" in capsys.readouterr().err
 
 
 def test_modules_import_no_torch():
@@ -263,3 +270,13 @@ def test_index_is_plain_json(pairs, tmp_path):
     prepare_cache(pairs, tmp_path / "cache", size=(16, 32), workers=1)
     index = json.loads((tmp_path / "cache" / "train" / "index.json").read_text())
     assert index["has_labels"] is True and index["native_size"] is False
+
+
+class TestCachedDatasetContract(DatasetContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def open_split(cls, tmp_path_factory):
+        root = write_scenes(tmp_path_factory.mktemp("scenes"), {"train": 3}, 32, 64)
+        cache = tmp_path_factory.mktemp("cache")
+        prepare_cache(root, cache, size=(32, 64), workers=1)
+        return lambda **options: CachedDataset(cache, "train", root, **options)

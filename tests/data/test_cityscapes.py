@@ -14,6 +14,8 @@ from cityseg.data import CityscapesDataset, Sample, open_dataset, read_label_png
 from cityseg.data.cityscapes import read_target, scan_cityscapes
 from cityseg.data.io import write_png
 from cityseg.errors import DataError
+from tests.helpers import write_scenes
+from tests.helpers.contracts import DatasetContract
 
 FRANKFURT = "frankfurt_000000_000294"
 
@@ -245,3 +247,11 @@ def test_open_dataset_reads_a_prepared_cache_when_given_one(tmp_path, monkeypatc
     ]
     with pytest.raises(DataError, match="unknown dataset format 'kitti'"):
         open_dataset(tmp_path, "train", format="kitti")
+
+
+class TestCityscapesDatasetContract(DatasetContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def open_split(cls, tmp_path_factory):
+        root = write_scenes(tmp_path_factory.mktemp("scenes"), {"train": 3}, 32, 64)
+        return lambda **options: CityscapesDataset(root, "train", **options)

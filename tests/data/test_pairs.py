@@ -18,6 +18,8 @@ from cityseg.data.pairs import (
     decoding_statistics,
 )
 from cityseg.errors import DataError
+from tests.helpers import write_pairs
+from tests.helpers.contracts import DatasetContract
 
 ROAD, CAR, TRUCK, CARAVAN = (128, 64, 128), (0, 0, 142), (0, 0, 70), (0, 0, 90)
 
@@ -170,3 +172,11 @@ def test_empty_split_and_non_jpeg_images_are_errors(tmp_path):
     (tmp_path / "train" / "2.png").write_bytes(b"")
     with pytest.raises(DataError, match="2.png: not a .jpg pairs image"):
         PairsDataset(tmp_path, "train")
+
+
+class TestPairsDatasetContract(DatasetContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def open_split(cls, tmp_path_factory):
+        root = write_pairs(tmp_path_factory.mktemp("pairs"), 3, 32)
+        return lambda **options: PairsDataset(root, "train", **options)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,107 +14,18 @@ from cityseg import labels
 from cityseg.data.sample import Sample
 from cityseg.errors import CheckpointError, DataError
 from cityseg.evaluate.evaluator import evaluate_checkpoint, evaluate_dataset
-from cityseg.evaluate.inference import InferenceOptions, Predictor
-from cityseg.model import UNet
+from cityseg.inference.options import InferenceOptions
+from cityseg.inference.predictor import Predictor
+from cityseg.normalization import IMAGENET_NORMALIZATION
+from tests.helpers import save_tiny_checkpoint, write_pairs, write_scenes
+from tests.helpers.evaluation import OFFICIAL_KEYS, check_metrics
 
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-HEADLINE = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou", "mean_f1")
-CLASS_KEYS = {"iou", "precision", "recall", "specificity", "f1", "pixels"}
-OFFICIAL_KEYS = ("classes_iou", "classes_iiou", "categories_iou", "categories_iiou")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared machine they oversubscribe it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def save_checkpoint(path: Path, input_size=(64, 128), seed: int = 0) -> Path:
-    """A random tiny UNet saved in the checkpoint contract format."""
-    torch.manual_seed(seed)
-    model = UNet(num_classes=labels.NUM_CLASSES, base_width=4, depth=2)
-    torch.save(
-        {
-            "format": "cityseg-checkpoint-v1",
-            "model_config": model.config,
-            "model": model.state_dict(),
-            "class_names": list(labels.CLASS_NAMES),
-            "palette": labels.PALETTE.tolist(),
-            "normalization": {"mean": MEAN, "std": STD},
-            "input_size": list(input_size),
-            "config": {},
-            "epoch": 1,
-            "iteration": 1,
-        },
-        path,
-    )
-    return path
-
-
-def scene_label_ids(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """LabelIds (sky, building, road, a car and a person, void border) and their instanceIds."""
-    rng = np.random.default_rng(seed)
-    label_ids = np.full((height, width), 23, np.uint8)  # sky
-    label_ids[height // 4 : height // 2] = 11  # building
-    label_ids[height // 2 :] = 7  # road
-    label_ids[-3:] = 1  # ego vehicle (void)
-    instance_ids = label_ids.astype(np.uint16)
-    for label_id, number in ((26, 0), (26, 1), (24, 0)):  # two cars, one person
-        top, left = int(rng.integers(height // 2, height - 14)), int(rng.integers(0, width - 20))
-        label_ids[top : top + 10, left : left + 16] = label_id
-        instance_ids[top : top + 10, left : left + 16] = label_id * 1000 + number
-    return label_ids, instance_ids
-
-
-def write_official_tree(root: Path, split: str = "val", frames: int = 3) -> Path:
-    """A tiny official-layout dataset of 64x128 frames with labelIds and instanceIds."""
-    for index in range(frames):
-        frame = f"testcity_{index:06d}_000019"
-        label_ids, instance_ids = scene_label_ids(64, 128, index)
-        photo = labels.LABEL_COLORS[label_ids] // 2 + np.random.default_rng(index).integers(
-            0, 100, (64, 128, 3), dtype=np.uint8
-        )
-        image_dir, label_dir = root / "leftImg8bit" / split / "testcity", root / "gtFine" / split
-        (label_dir / "testcity").mkdir(parents=True, exist_ok=True)
-        image_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(image_dir / f"{frame}_leftImg8bit.png"), photo[..., ::-1])
-        cv2.imwrite(str(label_dir / "testcity" / f"{frame}_gtFine_labelIds.png"), label_ids)
-        cv2.imwrite(str(label_dir / "testcity" / f"{frame}_gtFine_instanceIds.png"), instance_ids)
-    return root
-
-
-def write_pairs_tree(root: Path, split: str = "val", count: int = 3) -> Path:
-    """A tiny pairs dataset: 512x256 JPEGs, photo left, label colours right."""
-    (root / split).mkdir(parents=True)
-    for index in range(1, count + 1):
-        label_ids, _ = scene_label_ids(256, 256, index)
-        colors = labels.LABEL_COLORS[label_ids]
-        pair = np.concatenate([colors // 2 + 60, colors], axis=1)
-        cv2.imwrite(str(root / split / f"{index}.jpg"), pair[..., ::-1])
-    return root
-
-
-def check_metrics(metrics: dict, images: int) -> None:
-    for key in HEADLINE:
-        assert 0 <= metrics[key] <= 1, key
-    assert list(metrics["classes"]) == list(labels.CLASS_NAMES)
-    for name, values in metrics["classes"].items():
-        assert set(values) >= CLASS_KEYS, name
-        assert all(v is None or 0 <= v <= 1 for k, v in values.items() if k != "pixels")
-    assert np.asarray(metrics["confusion_matrix"]).shape == (19, 19)
-    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["pixels"] > 0
-    assert set(metrics["absent_classes"]) <= set(labels.CLASS_NAMES)
-    assert set(OFFICIAL_KEYS) <= set(metrics["cityscapes"])
-    assert metrics["images"] == len(metrics["per_image"]) == images
-    assert metrics["seconds"] >= 0
+MEAN, STD = IMAGENET_NORMALIZATION["mean"], IMAGENET_NORMALIZATION["std"]
 
 
 def test_official_layout_gives_every_metric_and_official_iiou(tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_official_tree(tmp_path / "cityscapes")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt")
+    root = write_scenes(tmp_path / "cityscapes", {"val": 3})
     out = tmp_path / "eval"
     metrics = evaluate_checkpoint(checkpoint, root, "val", out, progress=False)
     check_metrics(metrics, images=3)
@@ -131,11 +41,17 @@ def test_official_layout_gives_every_metric_and_official_iiou(tmp_path):
 
 
 def test_pairs_format_slide_tta_with_report(tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_pairs_tree(tmp_path / "pairs", count=4)
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt")
+    root = write_pairs(tmp_path / "pairs", 4, split="val")
     out = tmp_path / "eval"
     metrics = evaluate_checkpoint(
-        checkpoint, root, "val", out, "slide", tta=True, scales=(1.0,), report=True, progress=False
+        checkpoint,
+        root,
+        "val",
+        out,
+        InferenceOptions.from_flags("slide", tta=True, scales=(1.0,)),
+        report=True,
+        progress=False,
     )
     check_metrics(metrics, images=4)
     assert metrics["format"] == "pairs" and metrics["inference"]["flip"] is True
@@ -146,18 +62,20 @@ def test_pairs_format_slide_tta_with_report(tmp_path):
 
 
 def test_predictor_from_checkpoint_takes_its_normalisation_and_training_size(tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "model.pt", input_size=(96, 160))
-    predictor = Predictor.from_checkpoint(checkpoint, "cpu", mode="slide", resize="train")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt", (96, 160))
+    predictor = Predictor.from_checkpoint(
+        checkpoint, "cpu", InferenceOptions(mode="slide", resize="train")
+    )
     assert predictor.meta["class_names"] == list(labels.CLASS_NAMES)
     assert predictor.tile == (96, 160) and predictor.stride == (64, 106)
     assert predictor.options.resize == (96, 160)
-    torch.testing.assert_close(predictor.std.flatten(), torch.tensor(STD))
+    torch.testing.assert_close(predictor.normalize.std.flatten(), torch.tensor(STD))
     assert "model" not in predictor.meta
 
 
 def test_max_images_limits_the_evaluation(tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_official_tree(tmp_path / "cityscapes")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt")
+    root = write_scenes(tmp_path / "cityscapes", {"val": 3})
     metrics = evaluate_checkpoint(checkpoint, root, max_images=2, progress=False)
     assert metrics["images"] == 2
 
@@ -213,8 +131,8 @@ def test_per_image_mean_iou_ranks_a_worse_image_lower():
 
 
 def test_missing_checkpoint_data_root_and_split_are_user_errors(tmp_path):
-    checkpoint = save_checkpoint(tmp_path / "model.pt")
-    root = write_official_tree(tmp_path / "cityscapes")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt")
+    root = write_scenes(tmp_path / "cityscapes", {"val": 3})
     with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
         evaluate_checkpoint(tmp_path / "missing.pt", root, progress=False)
     with pytest.raises(DataError, match="nowhere: data folder not found"):
@@ -224,7 +142,7 @@ def test_missing_checkpoint_data_root_and_split_are_user_errors(tmp_path):
 
 
 def test_real_cityscapes_val_frame_with_official_scores(tmp_path, cityscapes_root):
-    checkpoint = save_checkpoint(tmp_path / "model.pt")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model.pt")
     metrics = evaluate_checkpoint(checkpoint, cityscapes_root, "val", tmp_path, progress=False)
     check_metrics(metrics, images=1)
     assert metrics["per_image"][0]["frame_id"] == "frankfurt_000000_000294"

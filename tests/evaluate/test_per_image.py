@@ -7,18 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cityseg import labels
-from cityseg.evaluate import metrics as metric_functions
 from cityseg.evaluate.evaluator import ImageScore, evaluate_checkpoint, missed_most
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "visualize"))
-from test_report import run_chromium  # noqa: E402
+from cityseg.metrics import scores as metric_functions
+from tests.helpers.chromium import run_chromium
 
 PROBE = """<script>
 window.addEventListener("load", () => {

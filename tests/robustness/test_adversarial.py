@@ -12,15 +12,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from robustkit import in_process, train_args, write_pairs, write_scenes
 
 from cityseg import limits
+from cityseg.checkpoint import io as ckpt
+from cityseg.checkpoint.io import load_checkpoint
+from cityseg.checkpoint.loading import load_model
 from cityseg.config import load_config
 from cityseg.data.io import read_label_png, read_rgb, read_unchanged
 from cityseg.errors import CheckpointError, ConfigError, DataError
-from cityseg.evaluate.confusion import ConfusionMatrix
-from cityseg.train import checkpoint as ckpt
-from cityseg.train.checkpoint import load_checkpoint, load_model
+from cityseg.metrics.confusion import ConfusionMatrix
+from tests.helpers import in_process, train_args, write_pairs, write_scenes
 
 READERS = [read_rgb, read_label_png, read_unchanged]
 

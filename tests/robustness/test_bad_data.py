@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from robustkit import in_process, train_args, write_pairs, write_scenes
 
 from cityseg.cli import main
 from cityseg.data import open_dataset, read_label_png, read_rgb
 from cityseg.data.io import read_header
 from cityseg.errors import DataError
+from tests.helpers import in_process, train_args, write_pairs, write_scenes
 
 FAST = settings(
     max_examples=25,
@@ -156,7 +156,7 @@ def check_and_read(root: Path, bad: Path, capsys, expected: int) -> None:
 @given(data=image_files(), which=st.sampled_from(["image", "label"]))
 def test_cityscapes_bad_files(data, which, scenes, tmp_path_factory, capsys):
     root = cityscapes_copy(scenes, tmp_path_factory.mktemp("cs") / "root")
-    pattern = "leftImg8bit/train/*/*.png" if which == "image" else "gtFine/train/*/*.png"
+    pattern = "leftImg8bit/train/*/*.png" if which == "image" else "gtFine/train/*/*_labelIds.png"
     bad = sorted(root.glob(pattern))[1]
     bad.write_bytes(data)
     check_and_read(root, bad, capsys, 3)
@@ -214,14 +214,9 @@ def test_links_folders_and_unreadable_files_are_named(
 
 
 def labelled_frames(root: Path) -> list[str]:
-    """Give the scenes' val split the labelIds ground truth that `cityseg score` needs."""
-    frames = []
-    for train_ids in sorted(root.glob("gtFine/val/*/*_gtFine_labelTrainIds.png")):
-        frame = train_ids.name.removesuffix("_gtFine_labelTrainIds.png")
-        label_ids = np.where(cv2.imread(str(train_ids), cv2.IMREAD_UNCHANGED) == 255, 0, 7)
-        cv2.imwrite(str(train_ids.with_name(f"{frame}_gtFine_labelIds.png")), label_ids)
-        frames.append(frame)
-    return frames
+    """The frames of the scenes' val split (their labelIds are what `cityseg score` needs)."""
+    suffix = "_gtFine_labelIds.png"
+    return [path.name.removesuffix(suffix) for path in sorted(root.glob(f"gtFine/val/*/*{suffix}"))]
 
 
 @FAST

@@ -10,7 +10,8 @@ import time
 
 import pytest
 import torch
-from robustkit import (
+
+from tests.helpers import (
     Running,
     in_process,
     partial_writes,

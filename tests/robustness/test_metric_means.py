@@ -18,8 +18,8 @@ from torchmetrics.functional.classification import (
     multiclass_specificity,
 )
 
-from cityseg.evaluate.confusion import confusion_matrix_np
-from cityseg.evaluate.metrics import summarize
+from cityseg.metrics.confusion import confusion_matrix_np
+from cityseg.metrics.summary import summarize
 
 TORCHMETRICS = {
     "mean_precision": multiclass_precision,

@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
-from robustkit import in_process, train_args, write_scenes
 
 from cityseg.config import load_config
 from cityseg.train.schedules import build_schedule
+from tests.helpers import in_process, train_args, write_scenes
 
 
 def test_divergence_from_a_huge_learning_rate(tmp_path, capsys):
@@ -45,8 +45,8 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
 def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> None:
     """Train in float16 (CPU autocast has it, with a CPU gradient scaler) and make the gradients
     of the given micro-steps (all: None) infinite while the loss stays finite."""
+    from cityseg.runtime.precision import Precision
     from cityseg.train import engine
-    from cityseg.train.precision import Precision
 
     monkeypatch.setattr(engine, "choose_precision", lambda name, device: Precision("fp16", device))
     forward_backward, calls = engine.Trainer._forward_backward, itertools.count()
@@ -54,7 +54,7 @@ def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> N
     def poisoned(self, *args):
         loss = forward_backward(self, *args)
         if micro_steps is None or next(calls) in micro_steps:
-            next(self.model.parameters()).grad.fill_(float("inf"))
+            next(self.raw_model.parameters()).grad.fill_(float("inf"))
         return loss
 
     monkeypatch.setattr(engine.Trainer, "_forward_backward", poisoned)

@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from robustkit import Running, cityseg, train_args, write_scenes
+
+from tests.helpers import Running, cityseg, train_args, write_scenes
 
 FAULT_POINTS = ["forward", "loss", "worker", "validate"]
 DEADLINE = 60  # seconds: the tiny run itself takes a few

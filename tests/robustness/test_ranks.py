@@ -8,8 +8,9 @@ import sys
 import time
 
 import pytest
-from robustkit import TINY, cli_env, write_scenes
 from torch.utils.data import DistributedSampler
+
+from tests.helpers import TINY, cli_env, write_scenes
 
 pytestmark = pytest.mark.slow
 

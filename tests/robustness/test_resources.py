@@ -11,11 +11,12 @@ from collections import namedtuple
 
 import pytest
 import torch
-from robustkit import in_process, train_args, write_scenes
 
+from cityseg.checkpoint import io as ckpt
+from cityseg.inference.options import InferenceOptions
 from cityseg.model import UNet
-from cityseg.train import checkpoint as ckpt
-from cityseg.train import guard
+from cityseg.train import run_folder
+from tests.helpers import in_process, train_args, write_scenes
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_output_folder_under_a_file(scenes, tmp_path, capsys):
 
 def test_too_little_free_space_is_found_before_training(scenes, tmp_path, monkeypatch, capsys):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(guard.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 50_000))
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 50_000))
     assert in_process(*train_args(scenes, tmp_path / "run")) == 2
     err = one_error_line(capsys)
     assert "0.1 MB free, but its checkpoints need about" in err and "3 copies" in err
@@ -106,7 +107,9 @@ def test_predict_falls_back_to_sliding_windows(trained, scenes, tmp_path, memory
     out = tmp_path / "predicted"
     assert in_process("predict", str(trained), str(photo), "--out", str(out), "--no-progress") == 0
     fallback = Segmenter.from_checkpoint(trained, "cpu").predict_file(photo)
-    slide = Segmenter.from_checkpoint(trained, "cpu", mode="slide").predict_file(photo)
+    slide = Segmenter.from_checkpoint(trained, "cpu", InferenceOptions(mode="slide")).predict_file(
+        photo
+    )
     assert fallback.shape == (32, 64) and (fallback == slide).all()
     assert (out / f"{photo.stem}_labelIds.png").is_file()
 

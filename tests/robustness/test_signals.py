@@ -8,9 +8,9 @@ import signal
 
 import pytest
 import torch
-from robustkit import Running, in_process, reference_run, same_weights, train_args, write_scenes
 
 from cityseg import faults
+from tests.helpers import Running, in_process, reference_run, same_weights, train_args, write_scenes
 
 
 @pytest.fixture(scope="module")

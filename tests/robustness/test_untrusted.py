@@ -9,11 +9,12 @@ import shutil
 
 import pytest
 import torch
-from robustkit import in_process, train_args, write_scenes
 
+from cityseg.checkpoint.format import FORMAT
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import CheckpointError
 from cityseg.labels import CLASS_NAMES
-from cityseg.train.checkpoint import FORMAT, load_model
+from tests.helpers import in_process, train_args, write_scenes
 
 
 class RunsCode:

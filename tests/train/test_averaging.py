@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from trainkit import tiny_config, write_scenes
 
 from cityseg.config import load_config
 from cityseg.errors import ConfigError
 from cityseg.train.averaging import WeightAverage
 from cityseg.train.engine import train
+from tests.helpers import tiny_config, write_scenes
 
 
 def test_the_average_follows_the_rule():

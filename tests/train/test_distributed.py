@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from ddpkit import run_ranks, train_rank
 from torch.utils.data import DistributedSampler
-from trainkit import write_scenes
 
+from cityseg.checkpoint.loading import load_model
 from cityseg.data import open_dataset
 from cityseg.errors import ConfigError
 from cityseg.normalization import IMAGENET_NORMALIZATION
-from cityseg.train.checkpoint import load_model
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
+from tests.helpers import write_scenes
+from tests.helpers.ddp import run_ranks, train_rank
 
 
 def test_single_process_needs_no_process_group(monkeypatch):

@@ -11,16 +11,17 @@ import sys
 import numpy as np
 import pytest
 import torch
-from trainkit import tiny_config, write_scenes
 
 from cityseg.evaluate.evaluator import evaluate_checkpoint
 from cityseg.export import export_checkpoint
+from cityseg.inference.options import InferenceOptions
 from cityseg.model import EncoderUNet
 from cityseg.model.encoders.weights import imagenet_state_dict
 from cityseg.normalization import TF_LITE_NORMALIZATION
 from cityseg.predict import OnnxSegmenter, Segmenter
 from cityseg.train.engine import train
 from cityseg.train.schedules import build_optimizer
+from tests.helpers import tiny_config, write_scenes
 
 LITE = (
     "model.encoder=efficientnet-lite0",
@@ -101,7 +102,8 @@ def test_the_checkpoint_carries_the_encoder_normalisation(lite_run, scenes, tmp_
 @pytest.mark.parametrize(("mode", "tta"), [("whole", False), ("slide", False), ("whole", True)])
 def test_evaluate_every_mode(lite_run, scenes, tmp_path, mode, tta):
     metrics = evaluate_checkpoint(
-        lite_run, scenes, "val", tmp_path / "eval", mode, tta=tta, device="cpu", progress=False,
+        lite_run, scenes, "val", tmp_path / "eval", InferenceOptions.from_flags(mode, tta=tta),
+        device="cpu", progress=False,
         report=mode == "whole" and not tta,
     )  # fmt: skip
     assert metrics["images"] == 2 and 0 <= metrics["mean_iou"] <= 1

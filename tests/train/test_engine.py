@@ -8,11 +8,12 @@ import pytest
 import torch
 import yaml
 from torch.overrides import TorchFunctionMode
-from trainkit import one_thread, tiny_config, write_scenes  # noqa: F401 (fixture)
 
+from cityseg.checkpoint.format import FORMAT
+from cityseg.checkpoint.loading import load_model
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.train.checkpoint import FORMAT, load_model
 from cityseg.train.engine import train
+from tests.helpers import tiny_config, write_scenes
 
 RECORD_KEYS = {
     "epoch",
@@ -185,8 +186,8 @@ def test_a_run_starts_from_another_runs_weights(scenes, tmp_path, capsys):
 def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
     """precision=auto resolves on each machine: a run saved without a gradient scaler continues
     where auto means fp16 (a GPU without native bf16), and back; each change is said."""
+    from cityseg.runtime.precision import Precision
     from cityseg.train import engine
-    from cityseg.train.precision import Precision
 
     resolved = {"name": "fp32"}
     monkeypatch.setattr(

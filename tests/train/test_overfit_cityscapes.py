@@ -7,11 +7,11 @@ import time
 
 import cv2
 import pytest
-from trainkit import one_thread, tiny_config  # noqa: F401 (fixture)
 
 from cityseg.data import open_dataset
 from cityseg.data.transforms import resize_pair
 from cityseg.train.engine import train
+from tests.helpers import tiny_config
 
 COPIES = 8  # each frame several times per epoch: an epoch of 8 steps, not 1
 

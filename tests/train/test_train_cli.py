@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainkit import one_thread, write_pairs, write_scenes  # noqa: F401 (fixture)
 
 from cityseg.cli import main
+from tests.helpers import write_pairs, write_scenes
 
 TINY = str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml")
 FAST = [

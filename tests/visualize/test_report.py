@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -19,20 +17,9 @@ import pytest
 from cityseg import labels
 from cityseg.visualize.plots import evaluation_charts, plot_comparison_grid
 from cityseg.visualize.report import write_report
+from tests.helpers.chromium import run_chromium
 
 ABSENT = ("train", "motorcycle")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=5000",
-)
 PROBE = """<script>
 window.addEventListener("load", () => {
   const images = Array.from(document.images);
@@ -162,17 +149,6 @@ def test_missing_chart_is_reported_with_its_path(tmp_path):
     missing = tmp_path / "nowhere.png"
     with pytest.raises(FileNotFoundError, match="nowhere.png"):
         write_report(tmp_path, _metrics(), {"chart": missing})
-
-
-def run_chromium(page: Path, profile: Path, *extra: str) -> str:
-    """Open ``page`` in headless Chromium (skip when absent) and return its stdout."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("chromium not installed (Debian: apt-get install chromium, or make sysdeps)")
-    command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None and args.command in HEAVY_COMMANDS:
-        from cityseg.allocator import reexec_with_fast_allocator
+        from cityseg.runtime.allocator import reexec_with_fast_allocator
 
         reexec_with_fast_allocator(sys.argv[1:])
     if not getattr(args, "run", None):

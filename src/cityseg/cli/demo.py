@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cityseg.cli.data.generate import fraction, frame_size
+from cityseg.cli._arguments import fraction
+from cityseg.cli.data.generate import frame_size
 
 
 def add_parser(subparsers) -> None:

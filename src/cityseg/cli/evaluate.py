@@ -2,60 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from cityseg.cli._arguments import parse_resize, parse_scales, size
 from cityseg.errors import ConfigError
-
-MAX_SIDE = 16384
-MAX_FACTOR = 8.0
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """ "512x1024" (height x width) or "512" (square) -> (512, 1024)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        size = tuple(int(part) for part in parts)
-    except ValueError:
-        size = ()
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 1 or max(size) > MAX_SIDE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size; write HEIGHTxWIDTH, each 1 to {MAX_SIDE}, e.g. 512x1024"
-        )
-    return size
-
-
-def parse_resize(text: str) -> tuple[int, int] | float | str:
-    """--resize: "train" (the checkpoint's training size), HEIGHTxWIDTH, or a factor like 0.5."""
-    if text == "train":
-        return text
-    if "x" in text.lower():
-        return parse_size(text)
-    try:
-        factor = float(text)
-    except ValueError:
-        factor = 0.0
-    if not 0 < factor <= MAX_FACTOR:  # (false for NaN)
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a resize; write train, HEIGHTxWIDTH (e.g. 512x1024) or a factor (0.5)"
-        )
-    return factor
-
-
-def parse_scales(text: str) -> tuple[float, ...]:
-    """ "0.75,1,1.25" -> (0.75, 1.0, 1.25)."""
-    try:
-        scales = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        scales = ()
-    if not scales or not all(0 < scale <= MAX_FACTOR for scale in scales):  # (false for NaN)
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a list of scales, each above 0 and at most {MAX_FACTOR:g}; "
-            "e.g. 0.75,1,1.25"
-        )
-    return scales
+from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
 
 
 def add_parser(subparsers) -> None:
@@ -102,11 +53,11 @@ def add_parser(subparsers) -> None:
         help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
     )
     parser.add_argument(
-        "--tile", type=parse_size, metavar="HxW", help="slide mode tile (default: training size)"
+        "--tile", type=size, metavar="HxW", help="slide mode tile (default: training size)"
     )
     parser.add_argument(
         "--stride",
-        type=parse_size,
+        type=size,
         metavar="HxW",
         help="slide mode step (default: 2/3 of the tile)",
     )
@@ -149,24 +100,22 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _inference_options(args) -> dict:
+def _inference_options(args) -> InferenceOptions:
     resize = args.resize
     if resize is None and args.pretrained and args.mode == "whole":
-        resize = "train"  # a shipped model runs at the scale it was trained at
-    options = {
-        "tile": args.tile,
-        "stride": args.stride,
-        "window": args.window,
-        "tile_batch": args.tile_batch,
-        "scales": args.scales,
-        "precision": args.precision,
-        "channels_last": args.channels_last,
-    }
-    if isinstance(resize, float):
-        options["scale"] = resize
-    else:
-        options["resize"] = resize
-    return options
+        resize = TRAINING_SIZE  # a shipped model runs at the scale it was trained at
+    return InferenceOptions.from_flags(
+        args.mode,
+        resize=resize,
+        tta=args.tta,
+        scales=args.scales,
+        tile=args.tile,
+        stride=args.stride,
+        window=args.window,
+        tile_batch=args.tile_batch,
+        precision=args.precision,
+        channels_last=args.channels_last,
+    )
 
 
 def _checkpoint(args) -> Path:
@@ -185,8 +134,8 @@ def _checkpoint(args) -> Path:
 
 def run(args) -> int:
     from cityseg.evaluate.evaluator import evaluate_checkpoint
-    from cityseg.evaluate.metrics import format_table
-    from cityseg.evaluate.official import format_official
+    from cityseg.metrics.official import format_official
+    from cityseg.metrics.summary import format_table
     from cityseg.outputs import check_output_folder
 
     if args.worst < 0:
@@ -206,8 +155,7 @@ def run(args) -> int:
         args.data,
         args.split,
         out_dir,
-        args.mode,
-        tta=args.tta,
+        _inference_options(args),
         max_images=args.max_images,
         device=args.device,
         report=args.report,
@@ -215,7 +163,6 @@ def run(args) -> int:
         data_format=args.format,
         progress=not args.no_progress,
         workers=max(0, args.workers),
-        **_inference_options(args),
     )
     print(format_table(metrics))
     if metrics.get("cityscapes") and metrics["cityscapes"].get("per_class"):

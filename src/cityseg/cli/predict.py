@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cityseg.cli.evaluate import parse_resize, parse_scales, parse_size
+from cityseg.cli._arguments import parse_resize, parse_scales, size
 from cityseg.errors import UserError
+from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
 
 OUTPUTS = ("labelIds", "trainIds", "color", "overlay")  # cityseg.predict.OUTPUTS, kept light here
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -64,7 +65,7 @@ def add_parser(subparsers) -> None:
         type=parse_resize,
         help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
     )
-    parser.add_argument("--tile", type=parse_size, help="slide mode tile HxW (default: training)")
+    parser.add_argument("--tile", type=size, help="slide mode tile HxW (default: training)")
     parser.add_argument("--tta", action="store_true", help="average with the flipped image")
     parser.add_argument(
         "--scales", type=parse_scales, help="average over scales, e.g. 0.75,1,1.25 (--tta default)"
@@ -144,24 +145,26 @@ def _split_inputs(args) -> tuple[Path | None, list[str]]:
 
 
 def _segmenter(args, checkpoint: Path | None):
-    options = {
-        "device": args.device,
-        "mode": args.mode,
-        "resize": args.resize,
-        "tile": args.tile,
-        "tta": args.tta,
-        "scales": args.scales,
-        "precision": args.precision,
-    }
+    resize = args.resize
+    if resize is None and args.pretrained and args.mode == "whole":
+        resize = TRAINING_SIZE  # a shipped model runs at the scale it was trained at
+    options = InferenceOptions.from_flags(
+        args.mode,
+        resize=resize,
+        tta=args.tta,
+        scales=args.scales,
+        tile=args.tile,
+        precision=args.precision,
+    )
     if args.onnx:
         from cityseg.predict import OnnxSegmenter
 
-        return OnnxSegmenter(args.onnx, **options), "onnxruntime"
+        return OnnxSegmenter(args.onnx, args.device, options), "onnxruntime"
     from cityseg.predict import Segmenter
 
     if args.pretrained:
-        return Segmenter.from_pretrained(args.pretrained, **options), "PyTorch"
-    return Segmenter.from_checkpoint(checkpoint, **options), "PyTorch"
+        return Segmenter.from_pretrained(args.pretrained, args.device, options), "PyTorch"
+    return Segmenter.from_checkpoint(checkpoint, args.device, options), "PyTorch"
 
 
 def run(args) -> int:

@@ -39,9 +39,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from cityseg.errors import UserError
-    from cityseg.evaluate.metrics import format_table
-    from cityseg.evaluate.official import format_official
-    from cityseg.evaluate.score import score_predictions
+    from cityseg.evaluate.submissions import score_predictions
+    from cityseg.metrics.official import format_official
+    from cityseg.metrics.summary import format_table
     from cityseg.outputs import check_output_file
 
     if not args.gt:

@@ -11,7 +11,8 @@ Example:
 """
 
 from cityseg.data.cityscapes import CityscapesDataset
-from cityseg.data.detect import detect_format, open_dataset
+from cityseg.data.datasets import open_dataset
+from cityseg.data.formats import detect_format
 from cityseg.data.io import read_label_png, read_rgb, write_png
 from cityseg.data.pairs import PairsDataset
 from cityseg.data.sample import Sample

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg.data.formats import open_files
 from cityseg.data.sample import Sample
 from cityseg.errors import DataError
 
@@ -237,9 +238,7 @@ class CachedDataset:
                 f"{where}: built from {self.root}, not {source}; rebuild it with "
                 f"{self._rebuild_command(root=source)} or use the cache of {source}"
             )
-        from cityseg.data.detect import open_dataset
-
-        current = open_dataset(source, self.split, self.format, **self._dataset_options())
+        current = open_files(source, self.split, self.format, **self._dataset_options())
         if source_fingerprint(source, current.samples) != self.index["fingerprint"]:
             raise DataError(
                 f"{where}: the files of {source} changed since the cache was built (added, "

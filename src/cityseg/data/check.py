@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cityseg.data import cityscapes, pairs
-from cityseg.data.detect import detect_format
+from cityseg.data.formats import detect_format
 from cityseg.data.io import ImageHeader, check_complete, read_header
 from cityseg.data.sample import Sample
 from cityseg.errors import DataError
@@ -59,7 +59,7 @@ def check_dataset(
     """Check every split (or one) of the dataset at ``root``.
 
     Args:
-        root: dataset folder, in any layout :func:`~cityseg.data.detect_format` knows.
+        root: dataset folder, in any layout :func:`~cityseg.data.formats.detect_format` knows.
         split: the one split to check; all splits when None.
         sample: images per split to decode in full (evenly spread); 0 checks headers only.
         progress: show tqdm progress bars on stderr (only when it is a terminal).

@@ -205,6 +205,8 @@ def check_label_values(path: Path, label: np.ndarray, kind: str) -> None:
 
 def rasterise_polygons(path: Path) -> np.ndarray:
     """Draw a ``*_gtFine_polygons.json`` into a labelId map (uint8, H x W) the official way."""
+    # Loaded here, for polygon labels only: this cityscapesscripts module is slow to import, which
+    # `cityseg data check` on a labelIds dataset need not pay.
     from cityscapesscripts.helpers.annotation import Annotation
     from cityscapesscripts.helpers.labels import name2label
     from cityscapesscripts.preparation.json2labelImg import createLabelImage

@@ -29,6 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+from cityscapesscripts.download import downloader
+
+from cityseg.data.check import check_dataset, format_report
+from cityseg.data.io import read_header
 from cityseg.errors import DataError, UserError
 
 OFFICIAL_URL = "https://www.cityscapes-dataset.com"
@@ -60,7 +65,6 @@ def base_url() -> str:
 
 def _session():
     """A requests session whose requests to the official site go to :func:`base_url`."""
-    import requests
 
     class Session(requests.Session):
         def request(self, method, url, *args, **kwargs):
@@ -88,8 +92,6 @@ def credentials() -> tuple[str, str]:
 
 def _network(action):
     """Run ``action()``; a connection problem becomes one line naming the server."""
-    import requests
-
     try:
         return action()
     except requests.exceptions.HTTPError as error:
@@ -139,8 +141,6 @@ def download_cityscapes(
 
     A package whose MD5 does not match is renamed ``NAME.md5-mismatch`` and not unzipped.
     """
-    from cityscapesscripts.download import downloader
-
     out = Path(out)
     downloads = out / "downloads"
     _make_folder(downloads)
@@ -236,8 +236,6 @@ def _unzip(archive: Path, out: Path) -> None:
 
 
 def _check(root: Path) -> list[str]:
-    from cityseg.data.check import check_dataset, format_report
-
     report = check_dataset(root, sample=5, progress=False)
     return format_report(report).splitlines()
 
@@ -264,7 +262,7 @@ def _disk_error(path: Path, error: OSError) -> DownloadError:
 def kagglehub_download(handle: str = KAGGLE_PAIRS) -> Path:
     """The folder kagglehub downloads (and caches) the dataset ``handle`` into."""
     try:
-        import kagglehub
+        import kagglehub  # optional: only this download needs it
     except ImportError:
         raise DownloadError(
             "downloading from Kaggle needs the kagglehub package (pip install kagglehub); or "
@@ -327,8 +325,6 @@ def find_split(root: Path, split: str) -> Path | None:
 
 def check_pairs(root: Path) -> list[str]:
     """One line per way ``root`` differs from the pairs set: counts and image sizes."""
-    from cityseg.data.io import read_header
-
     problems = []
     for split, expected in PAIRS_SPLITS.items():
         files = sorted((root / split).glob("*.jpg"))

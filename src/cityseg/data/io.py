@@ -10,12 +10,14 @@ for pairing checks over thousands of files without decoding any pixels.
 from __future__ import annotations
 
 import errno
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from cityseg import limits
 from cityseg.errors import DataError
@@ -177,10 +179,6 @@ def _imdecode(path: Path, data: bytes, flags: int) -> np.ndarray:
 
 def _palette_indices(path: Path, data: bytes) -> np.ndarray:
     """The indices of a palette PNG (OpenCV would expand them to colours)."""
-    import io
-
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as image:
             indices = np.asarray(image)

@@ -8,16 +8,16 @@
   without padding so that no image is counted twice.
 * Augmentation: each sample draws from its own generator seeded by (seed, epoch, index): the
   same images whatever the number of workers.
-* Batches are uint8: images (N, H, W, 3), targets (N, H, W); ``to_device`` normalises them.
-* A sample that cannot be read becomes a :class:`BadSample` in the worker and the batch a
-  :class:`BadBatch`, so that its one-line problem reaches the training loop intact (an exception
-  raised in a DataLoader worker comes back wrapped in a traceback).
+* Batches are uint8: images (N, H, W, 3), targets (N, H, W); they are normalised on the device
+  (:mod:`cityseg.runtime.normalize`).
+* A sample that cannot be read becomes a :class:`~cityseg.data.unreadable.BadSample` in the
+  worker and the batch a :class:`BadBatch`, so that its one-line problem reaches the training loop
+  intact (an exception raised in a DataLoader worker comes back wrapped in a traceback).
 * The training sampler can start an epoch part-way (``skip``), for a run resumed mid-epoch.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,8 +30,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 
 from cityseg import faults, processes
 from cityseg.config import DataConfig
+from cityseg.data.datasets import open_dataset
+from cityseg.data.formats import dataset_splits, detect_format
 from cityseg.data.transforms import EvalTransform, TrainTransform
-from cityseg.errors import DataError, UserError
+from cityseg.data.unreadable import BadSample, read_or_report
+from cityseg.errors import DataError
 
 
 @dataclass
@@ -72,10 +75,10 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
         faults.reached("worker")
-        try:
-            image, target = self.dataset[index]
-        except UserError as error:
-            return BadSample(index, error.problems)
+        item = read_or_report(self.dataset.__getitem__, index)
+        if isinstance(item, BadSample):
+            return item
+        image, target = item
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, target = self.transform(image, target, rng)
         return torch.from_numpy(image), torch.from_numpy(target)
@@ -91,19 +94,11 @@ class ResizedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | BadSample:
-        try:
-            image, target = self.transform(*self.dataset[index])
-        except UserError as error:
-            return BadSample(index, error.problems)
+        item = read_or_report(lambda i: self.transform(*self.dataset[i]), index)
+        if isinstance(item, BadSample):
+            return item
+        image, target = item
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target)
-
-
-@dataclass(frozen=True)
-class BadSample:
-    """An item that could not be read: its index and the one-line problems naming its files."""
-
-    index: int
-    problems: list[str]
 
 
 @dataclass
@@ -153,8 +148,6 @@ class ShardSampler(Sampler[int]):
 
 def open_splits(config: DataConfig, seed: int) -> Splits:
     """Open the training and validation datasets that ``config`` describes."""
-    from cityseg.data import detect_format
-
     if not config.root:
         raise DataError("data.root is not set; pass data.root=PATH (a dataset folder)")
     root = Path(config.root)
@@ -164,7 +157,7 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
     total = len(train)
     rng = np.random.default_rng(seed)
     train_indices, val, how = list(range(total)), None, "no validation"
-    if config.val_split and config.val_split in available_splits(root, data_format):
+    if config.val_split and config.val_split in dataset_splits(root, data_format):
         val = _open(root, config.val_split, data_format, config)
         _require_labels(val, root, config.val_split)
         how = f"split {config.val_split!r}"
@@ -191,24 +184,10 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
 
 def _open(root: Path, split: str, data_format: str, config: DataConfig):
     """A split of the dataset, or of its prepared cache (which must be at ``data.size``)."""
-    from cityseg.data import open_dataset
-
     if config.cache is None:
         return open_dataset(root, split, data_format)
     size = {"expected_size": config.size} if config.size is not None else {}
     return open_dataset(root, split, data_format, cache=config.cache, **size)
-
-
-def available_splits(root: Path, data_format: str) -> list[str]:
-    """The split folders a dataset has."""
-    if data_format == "cityscapes":
-        from cityseg.data.cityscapes import find_official_layout
-
-        layout = find_official_layout(root)
-        return layout.splits() if layout is not None else []
-    from cityseg.data.pairs import pairs_splits
-
-    return pairs_splits(root)
 
 
 def _require_labels(dataset, root: Path, split: str) -> None:
@@ -218,12 +197,10 @@ def _require_labels(dataset, root: Path, split: str) -> None:
         )
 
 
-def resolve_workers(workers: int | str, world_size: int = 1) -> int:
-    """``"auto"``: the cores each process has, minus one for the training loop; at most 8."""
-    if workers != "auto":
-        return int(workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 1) // world_size - 1))
+def training_workers(workers: int | str, world_size: int = 1) -> int:
+    """``data.workers``: "auto" is the cores each process has, minus one for the training loop,
+    at most 8 (see :func:`cityseg.processes.worker_count`)."""
+    return processes.worker_count(workers, world_size, spare=1, cap=8)
 
 
 def worker_options(workers: int, pin_memory: bool = False) -> dict:
@@ -263,7 +240,7 @@ def build_loaders(
         rotation=config.rotation,
         color_jitter=config.color_jitter,
     )
-    common = worker_options(resolve_workers(config.workers, world_size), pin_memory)
+    common = worker_options(training_workers(config.workers, world_size), pin_memory)
     if common["num_workers"]:
         common["worker_init_fn"] = start_training_worker
     train_set = AugmentedDataset(splits.train, transform, seed)
@@ -298,24 +275,3 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Fix the shuffle and the augmentation of ``epoch``."""
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
-
-
-def to_device(
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    device: torch.device,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    channels_last: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, H, W, 3) → normalised float (N, 3, H, W) on ``device``; targets stay uint8.
-
-    ``mean`` and ``std`` are (1, 3, 1, 1) tensors on ``device``. The NHWC batch permuted to NCHW
-    is already channels_last in memory; it is made contiguous only when that layout is off.
-    """
-    non_blocking = device.type == "cuda"
-    images = images.to(device, non_blocking=non_blocking).permute(0, 3, 1, 2)
-    images = (images.float() / 255 - mean) / std
-    if not channels_last:
-        images = images.contiguous()
-    return images, targets.to(device, non_blocking=non_blocking)

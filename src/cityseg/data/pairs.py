@@ -22,8 +22,9 @@ threshold at all, 4.9%. The pixels left undecoded lie almost all on class bounda
 images (every 15th), the rules decide: exact 15.1%, near 73.3%, far 5.4%, ambiguous 6.2%.
 
 Decoding runs per sample during training, so the rules are precomputed into a lookup table over
-RGB quantised to 64 levels per channel (256 KiB), applied with numpy indexing: 0.2 ms for a
-256x256 label (the JPEG decode takes ~1 ms), agreeing with the unquantised rules on 99.6% of pixels.
+RGB quantised to 64 levels per channel (256 KiB), applied with numpy indexing (a fraction of the
+JPEG decode's time, BENCHMARKS.md, section 6), agreeing with the unquantised rules on 99.6% of
+pixels.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def decoding_statistics(label_rgb: np.ndarray) -> DecodingStatistics:
 
 @lru_cache(maxsize=1)
 def color_lookup_table() -> np.ndarray:
-    """trainId of every quantised RGB colour, flat (LUT_LEVELS**3,) uint8; built once (~0.2 s)."""
+    """trainId of every quantised RGB colour, flat (LUT_LEVELS**3,) uint8; built once."""
     step = 256 // LUT_LEVELS
     centres = np.arange(LUT_LEVELS, dtype=np.float32) * step + (step - 1) / 2
     grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -27,8 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from cityseg import processes
 from cityseg.data.cache import (
     CACHE_FORMAT,
     IMAGES_FILE,
@@ -37,6 +41,8 @@ from cityseg.data.cache import (
     sample_to_json,
     source_fingerprint,
 )
+from cityseg.data.formats import dataset_splits, detect_format, open_files
+from cityseg.data.transforms import resize_pair
 from cityseg.errors import DataError
 
 UNLABELLED = ("test",)
@@ -67,16 +73,7 @@ class PreparedSplit:
 
 def default_splits(root: Path, data_format: str) -> list[str]:
     """Every labelled split of a dataset (the unlabelled ``test`` split is left out)."""
-    if data_format == "cityscapes":
-        from cityseg.data.cityscapes import find_official_layout
-
-        layout = find_official_layout(root)
-        splits = layout.splits() if layout is not None else []
-    else:
-        from cityseg.data.pairs import pairs_splits
-
-        splits = pairs_splits(root)
-    return [split for split in splits if split not in UNLABELLED]
+    return [split for split in dataset_splits(root, data_format) if split not in UNLABELLED]
 
 
 def prepare_cache(
@@ -107,15 +104,13 @@ def prepare_cache(
     Raises:
         DataError: unusable dataset, images of different sizes without ``size``, too little disk.
     """
-    from cityseg.data.detect import detect_format
-
     root = Path(root).resolve()
     data_format = detect_format(root) if format == "auto" else format
     splits = list(splits) if splits else default_splits(root, data_format)
     if not splits:
         raise DataError(f"{root}: no labelled split to cache; name one with --split")
     size = None if size is None else (int(size[0]), int(size[1]))
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = processes.worker_count(workers or None)
     out = Path(out)
     return [
         _prepare_split(root, data_format, split, out, size, workers, max_images, force, progress)
@@ -134,9 +129,7 @@ def _prepare_split(
     force: bool,
     progress: bool,
 ) -> PreparedSplit:
-    from cityseg.data.detect import open_dataset
-
-    dataset = open_dataset(root, split, data_format, max_images=max_images)
+    dataset = open_files(root, split, data_format, max_images=max_images)
     fingerprint = source_fingerprint(root, dataset.samples)
     folder = out / split
     existing = _existing_index(folder)
@@ -183,8 +176,6 @@ def _prepare_split(
 
 def _fill(dataset, folder, size, native, has_labels, workers, progress, split) -> None:
     """Decode every item into ``folder``'s arrays, in a process pool when it helps."""
-    from tqdm import tqdm
-
     count = len(dataset)
     images = np.lib.format.open_memmap(folder / IMAGES_FILE, "w+", np.uint8, (count, *size, 3))
     labels = None
@@ -200,8 +191,6 @@ def _fill(dataset, folder, size, native, has_labels, workers, progress, split) -
             bar.update()
         _WRITER.clear()
     else:
-        import multiprocessing
-
         # Spawned, not forked: a fork copies the locks of any thread the parent runs (OpenCV's
         # pool after a decode, torch's) and the children can wait on them forever.
         context = multiprocessing.get_context("spawn")
@@ -219,8 +208,6 @@ _WRITER: dict = {}
 
 
 def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -> None:
-    import cv2
-
     cv2.setNumThreads(1)  # the processes are the parallelism
     _WRITER.update(dataset=dataset, size=size, native=native)
     _WRITER["images"] = np.load(folder / IMAGES_FILE, mmap_mode="r+")
@@ -229,15 +216,11 @@ def _start_writer(dataset, folder: Path, size, native: bool, has_labels: bool) -
 
 def _start_pool_writer(*arguments) -> None:
     """A writer process of the pool: it dies with the command (see ``cityseg.processes``)."""
-    from cityseg import processes
-
     processes.die_with_parent()
     _start_writer(*arguments)
 
 
 def _write_item(index: int) -> int:
-    from cityseg.data.transforms import resize_pair
-
     dataset, size = _WRITER["dataset"], _WRITER["size"]
     image, target = dataset[index]
     if _WRITER["native"] and image.shape[:2] != size:

@@ -3,8 +3,9 @@ official Cityscapes IoU/iIoU where labelIds and instanceIds exist, charts and an
 
 Example:
     >>> from cityseg.evaluate.evaluator import evaluate_checkpoint
+    >>> from cityseg.inference.options import InferenceOptions
     >>> metrics = evaluate_checkpoint("runs/demo/checkpoint_best.pt", "data/cityscapes", "val",
-    ...                               out_dir="runs/demo/eval", mode="slide")  # doctest: +SKIP
+    ...     out_dir="runs/demo/eval", options=InferenceOptions(mode="slide"))  # doctest: +SKIP
     >>> metrics["mean_iou"], metrics["cityscapes"]["classes_iiou"]  # doctest: +SKIP
 """
 
@@ -22,13 +23,23 @@ import torch
 from tqdm import tqdm
 
 from cityseg import faults, labels
+from cityseg.data.cityscapes import rasterise_polygons
+from cityseg.data.datasets import open_dataset
+from cityseg.data.io import read_label_png, read_unchanged
 from cityseg.data.loader import worker_options
 from cityseg.data.sample import Sample
-from cityseg.errors import CheckpointError, ConfigError, DataError, UserError
-from cityseg.evaluate import metrics as metric_functions
-from cityseg.evaluate.confusion import ConfusionMatrix
-from cityseg.evaluate.inference import TTA_SCALES, Predictor
-from cityseg.evaluate.official import LabelIdError, OfficialCounts
+from cityseg.data.unreadable import BadSample, read_or_report
+from cityseg.errors import CheckpointError, DataError
+from cityseg.inference.options import InferenceOptions
+from cityseg.inference.predictor import Predictor
+from cityseg.metrics import scores as metric_functions
+from cityseg.metrics.confusion import ConfusionMatrix
+from cityseg.metrics.official import LabelIdError, OfficialCounts
+from cityseg.metrics.summary import summarize
+from cityseg.outputs import prepare_output_folder
+from cityseg.runtime.device import resolve_device
+from cityseg.visualize.plots import evaluation_charts, plot_comparison_grid
+from cityseg.visualize.report import write_report
 
 REPORT_IMAGES = 3
 """Best images shown in the report (and worst ones, unless told otherwise)."""
@@ -89,19 +100,12 @@ class _Frames:
         return self.count
 
     def __getitem__(self, index: int):
-        try:
-            image, target = self.dataset[index]
-            truth = official_ground_truth(self.dataset.samples[index]) if self.official else None
-        except UserError as error:  # returned, not raised: a worker would wrap it in a traceback
-            return _Unreadable(error.problems)
+        return read_or_report(self._read, index)
+
+    def _read(self, index: int):
+        image, target = self.dataset[index]
+        truth = official_ground_truth(self.dataset.samples[index]) if self.official else None
         return index, image, target, truth
-
-
-@dataclass(frozen=True)
-class _Unreadable:
-    """A frame whose files cannot be read: the one-line problems that name them."""
-
-    problems: list[str]
 
 
 def official_label_ids_path(sample: Sample) -> Path | None:
@@ -123,9 +127,6 @@ def can_score_officially(samples: list[Sample]) -> bool:
 
 def official_ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """The gt labelIds (uint8) and instanceIds (uint16/int32) of an official-layout sample."""
-    from cityseg.data.cityscapes import rasterise_polygons
-    from cityseg.data.io import read_label_png, read_unchanged
-
     if sample.label_kind == "polygons":
         label_ids = rasterise_polygons(sample.label_path)
     else:
@@ -188,7 +189,7 @@ def evaluate_dataset(
     start = time.perf_counter()
     for item in tqdm(loader, total=count, desc="evaluate", unit="image", disable=not progress):
         faults.reached("evaluate")
-        if isinstance(item, _Unreadable):
+        if isinstance(item, BadSample):
             raise DataError(*item.problems)
         index, image, target, truth = item
         sample = dataset.samples[index]
@@ -217,31 +218,6 @@ def evaluate_dataset(
     return result
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/"auto": CUDA if available, else CPU; otherwise the named device, checked."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device}: unknown device; use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return resolved
-
-
-def inference_options(mode: str, tta: bool, **options) -> dict[str, Any]:
-    """:class:`InferenceOptions` fields from the command's flags: ``tta`` adds the flip and, when
-    no ``scales`` are given, the scales 0.75, 1.0 and 1.25."""
-    options = {key: value for key, value in options.items() if value is not None}
-    if tta:
-        options["flip"] = True
-        options.setdefault("scales", TTA_SCALES)
-    if "scales" in options:
-        options["scales"] = tuple(float(scale) for scale in options["scales"])
-    return {"mode": mode, **options}
-
-
 def _check_paths(checkpoint: Path, data_root: Path) -> None:
     if not checkpoint.exists():
         raise CheckpointError(
@@ -260,9 +236,8 @@ def evaluate_checkpoint(
     data_root: str | Path,
     split: str = "val",
     out_dir: str | Path | None = None,
-    mode: str = "whole",
+    options: InferenceOptions | None = None,
     *,
-    tta: bool = False,
     max_images: int | None = None,
     device: str | None = None,
     report: bool = False,
@@ -270,7 +245,6 @@ def evaluate_checkpoint(
     progress: bool = True,
     workers: int = 0,
     report_images: int = REPORT_IMAGES,
-    **inference: Any,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a split and return the metrics (written to ``out_dir`` if given).
 
@@ -278,10 +252,10 @@ def evaluate_checkpoint(
         checkpoint: a cityseg checkpoint (``.pt``).
         data_root: the dataset, official Cityscapes layout or pairs (``<split>/*.jpg``).
         split: the labelled split to score.
-        out_dir: where to write ``metrics.json``, ``confusion_matrix.png``, ``class_iou.png``
-            (and ``report.html`` with ``report``); None writes nothing.
-        mode: "whole" or "slide" (see :class:`~cityseg.evaluate.inference.InferenceOptions`).
-        tta: average over the horizontal flip and, unless ``scales`` is given, 0.75/1.0/1.25.
+        out_dir: where to write ``metrics.json``, ``per_image.csv``, ``confusion_matrix.png``,
+            ``class_iou.png`` (and ``report.html`` with ``report``); None writes nothing.
+        options: the inference mode and its settings (default: the whole image at its own size;
+            see :class:`~cityseg.inference.options.InferenceOptions`).
         max_images: evaluate only the first N images.
         device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
         report: also write ``report.html`` with the best and worst images and, for each class,
@@ -290,28 +264,20 @@ def evaluate_checkpoint(
         data_format: "auto", "cityscapes" or "pairs".
         progress: show a progress bar.
         workers: image-decoding processes.
-        **inference: other :class:`InferenceOptions` fields (``tile``, ``stride``, ``scales``,
-            ``resize`` (a size or "train"), ``scale``, ``window``, ``tile_batch``, ``precision``,
-            ``channels_last``).
 
     Returns:
-        The ``metrics.summarize`` dict plus ``cityscapes`` (official scores), ``per_image`` and
-        the run info: ``checkpoint``, ``data``, ``split``, ``format``, ``mode``, ``inference``,
-        ``device``, ``images``, ``seconds``.
+        The ``metrics.summary.summarize`` dict plus ``cityscapes`` (official scores), ``per_image``
+        and the run info: ``checkpoint``, ``data``, ``split``, ``format``, ``mode``,
+        ``inference``, ``device``, ``images``, ``seconds``.
     """
-    from cityseg.data import open_dataset
-
     checkpoint, data_root = Path(checkpoint), Path(data_root)
     _check_paths(checkpoint, data_root)
     resolved_device = resolve_device(device)
-    options = inference_options(mode, tta, **inference)
-    predictor = Predictor.from_checkpoint(checkpoint, resolved_device, **options)
+    predictor = Predictor.from_checkpoint(checkpoint, resolved_device, options)
     dataset = open_dataset(data_root, split, format=data_format, max_images=max_images)
     if not getattr(dataset, "has_labels", True):
         raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
     if out_dir is not None:
-        from cityseg.predict.files import prepare_output_folder
-
         prepare_output_folder(Path(out_dir))  # before the work, not after it
     class_names = list(predictor.meta.get("class_names") or labels.CLASS_NAMES)
     official = tuple(class_names) == labels.CLASS_NAMES and can_score_officially(dataset.samples)
@@ -319,7 +285,7 @@ def evaluate_checkpoint(
         predictor, dataset, len(class_names), official, None, progress, workers
     )
     cityscapes = result.official.scores() if result.official is not None else None
-    metrics = metric_functions.summarize(result.confusion, class_names, cityscapes)
+    metrics = summarize(result.confusion, class_names, cityscapes)
     metrics["per_image"] = [
         {
             "file": image.file, "frame_id": image.frame_id,
@@ -332,38 +298,28 @@ def evaluate_checkpoint(
         "data": str(data_root),
         "split": split,
         "format": getattr(dataset, "format", data_format),
-        "mode": mode,
+        "mode": predictor.options.mode,
         "inference": predictor.settings(),
         "device": str(resolved_device),
         "images": len(result.images),
         "seconds": round(result.seconds, 3),
     }
     if out_dir is not None:
-        write_outputs(metrics, Path(out_dir), class_names)
+        charts = write_outputs(metrics, Path(out_dir))
         write_per_image_csv(result.images, Path(out_dir) / PER_IMAGE_CSV, class_names)
         if report:
             write_evaluation_report(
-                metrics, Path(out_dir), predictor, dataset, result, report_images
+                metrics, Path(out_dir), charts, predictor, dataset, result, report_images
             )
     return metrics
 
 
-def write_outputs(metrics: dict[str, Any], out_dir: Path, class_names: list[str]) -> list[Path]:
-    """Write ``metrics.json``, ``confusion_matrix.png`` and ``class_iou.png`` into ``out_dir``."""
-    from cityseg.visualize.plots import plot_confusion_matrix, plot_per_class_iou
-
+def write_outputs(metrics: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write ``metrics.json`` and the charts into ``out_dir``; return the charts by caption."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    class_iou = {name: values["iou"] for name, values in metrics["classes"].items()}
-    return [
-        metrics_path,
-        plot_confusion_matrix(metrics["confusion_matrix"], out_dir / CHARTS[0], class_names),
-        plot_per_class_iou(class_iou, out_dir / CHARTS[1]),
-    ]
-
-
-CHARTS = ("confusion_matrix.png", "class_iou.png")
+    return evaluation_charts(metrics, out_dir)
 
 
 PER_IMAGE_CSV = "per_image.csv"
@@ -410,6 +366,7 @@ def missed_most(images: list[ImageScore], class_names: list[str]) -> dict[str, l
 def write_evaluation_report(
     metrics: dict[str, Any],
     out_dir: Path,
+    charts: dict[str, Path],
     predictor: Predictor,
     dataset,
     result: Evaluation,
@@ -418,9 +375,6 @@ def write_evaluation_report(
     """Write ``report.html``: the metrics, the charts, comparison grids (photo, ground truth,
     prediction, errors) of the best and the ``report_images`` worst images by their own mean
     IoU, and for each class the images where it is missed most."""
-    from cityseg.visualize.plots import plot_comparison_grid
-    from cityseg.visualize.report import write_report
-
     ranked = result.ranked()
     best = ranked[:REPORT_IMAGES]
     chosen = {"best": best, "worst": ranked[len(best) :][::-1][:report_images]}
@@ -437,7 +391,6 @@ def write_evaluation_report(
                 titles=[f"{score.frame_id} - mIoU {100 * score.mean_iou:.1f}%"],
             )
             shown[kind].append((score.frame_id, score.mean_iou, grid))
-    charts = {"Per-class IoU": out_dir / CHARTS[1], "Confusion matrix": out_dir / CHARTS[0]}
     info = {key: metrics[key] for key in RUN_INFO if key in metrics}
     missed = missed_most(result.images, list(metrics["classes"]))
     return write_report(

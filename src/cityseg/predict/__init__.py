@@ -8,7 +8,7 @@
 * :func:`predict_video` (or ``segmenter.predict_video``): a video file or a folder of frames to
   ``<stem>_overlay.mp4`` at the source frame rate (optionally smoothed over time).
 
-Importing this package does not import torch.
+Importing this package does not import torch: :class:`Segmenter` (PyTorch) loads on first use.
 
 Example:
     >>> import numpy as np
@@ -18,6 +18,11 @@ Example:
     (128, 256)
 """
 
+from __future__ import annotations
+
+import importlib
+
+from cityseg.predict.base import BaseSegmenter
 from cityseg.predict.files import (
     INPUT_FORMATS,
     OUTPUTS,
@@ -27,7 +32,6 @@ from cityseg.predict.files import (
     write_prediction,
 )
 from cityseg.predict.onnx_segmenter import OnnxSegmenter
-from cityseg.predict.segmenter import BaseSegmenter, Segmenter
 from cityseg.predict.video import VideoResult, predict_video
 from cityseg.pretrained import available_pretrained, pretrained_path
 
@@ -46,3 +50,10 @@ __all__ = [
     "VideoResult",
     "write_prediction",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Loaded on first use: the ONNX path (cityseg predict --onnx) runs without torch.
+    if name == "Segmenter":
+        return importlib.import_module("cityseg.predict.segmenter").Segmenter
+    raise AttributeError(f"module 'cityseg.predict' has no attribute {name!r}")

@@ -13,21 +13,29 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from cityseg import labels
+from cityseg.data.io import read_rgb, write_png
 from cityseg.errors import ConfigError, DataError, UserError
-
-if TYPE_CHECKING:
-    from cityseg.predict.segmenter import BaseSegmenter
+from cityseg.outputs import prepare_output_folder
+from cityseg.visualize.colors import colorize, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INPUT_FORMATS = ("image", "pairs")
 """``image``: the file is the photo. ``pairs``: a Kaggle pairs JPEG, photo on the left half."""
 OUTPUTS = ("labelIds", "trainIds", "color", "overlay")
 """The files written per input, as ``<stem>_<output>.png``."""
+
+
+class PhotoSegmenter(Protocol):
+    """What :func:`predict_files` needs of a segmenter."""
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
 
 
 def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
@@ -41,8 +49,6 @@ def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
     Raises:
         DataError: unreadable file, or a "pairs" input that is not twice as wide as high.
     """
-    from cityseg.data.io import read_rgb
-
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"input format {input_format!r} is unknown; use one of {INPUT_FORMATS}")
     image = read_rgb(Path(path))
@@ -148,9 +154,6 @@ def write_prediction(
     labelIds is the official Cityscapes submission format (trainIds mapped to labelIds, 255 to 0),
     color the Cityscapes palette, overlay the colours blended over the photo with ``alpha``.
     """
-    from cityseg.data.io import write_png
-    from cityseg.visualize.colors import colorize, overlay
-
     pictures = {
         "labelIds": lambda: labels.train_ids_to_label_ids(train_ids),
         "trainIds": lambda: train_ids,
@@ -166,7 +169,7 @@ def write_prediction(
 
 
 def predict_files(
-    segmenter: BaseSegmenter,
+    segmenter: PhotoSegmenter,
     paths: Sequence[Path],
     out_dir: str | Path,
     *,
@@ -179,8 +182,6 @@ def predict_files(
 
     Unreadable inputs do not stop the run: the others are written, then a DataError names them.
     """
-    from tqdm import tqdm
-
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if unknown:
         raise ConfigError(f"unknown outputs {unknown}; choose among {list(OUTPUTS)}")
@@ -211,17 +212,3 @@ def predict_files(
         summary = f"the other {done} of {len(paths)} images were written to {out_dir}"
         raise DataError(*failed, summary if done else "no image could be segmented")
     return written
-
-
-def prepare_output_folder(folder: Path) -> None:
-    """Create ``folder`` (and its parents), or raise UserError saying why it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".cityseg-write-test", "wb"):
-            pass
-        (folder / ".cityseg-write-test").unlink()
-    except OSError as error:
-        raise UserError(
-            f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
-            "choose another --out"
-        ) from None

@@ -25,31 +25,28 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.predict.segmenter import BaseSegmenter, check_photo
+from cityseg.inference.options import InferenceOptions, scaled_size
+from cityseg.predict.base import BaseSegmenter, check_photo
 
 ONNX_FORMAT = "cityseg-onnx-v1"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "labels")
-TTA_SCALES = (0.75, 1.0, 1.25)
-"""The scales ``tta=True`` averages when no ``scales`` are given (as in evaluate.inference)."""
 
 
 class OnnxSegmenter(BaseSegmenter):
     """Segment RGB photos into Cityscapes trainIds with an exported ONNX model.
 
     Whole-image inference only, with the same resize and flip / multi-scale TTA options as
-    :class:`cityseg.predict.Segmenter` (the photo is resized with OpenCV rather than torch, so
-    results with a resize or TTA can differ from the checkpoint's on a few boundary pixels).
+    :class:`cityseg.predict.Segmenter` (:class:`~cityseg.inference.options.InferenceOptions`; the
+    photo is resized with OpenCV rather than torch, so results with a resize or TTA can differ
+    from the checkpoint's on a few boundary pixels).
 
     Args:
         path: the ``.onnx`` file written by ``cityseg export``.
         device: "auto" (every provider onnxruntime offers here but TensorRT, CUDA first), "cpu",
             "cuda", "cuda:N", "tensorrt" or "tensorrt:N" (see ``session_providers``).
-        mode: must be "whole"; sliding-window inference needs the checkpoint.
-        resize: "train" (the training size), (height, width), or a factor; None: the image size.
-        tta: also average over the horizontally flipped image and, unless ``scales`` is given,
-            the scales 0.75, 1.0 and 1.25.
-        scales: average over these scale factors.
+        options: whole mode only (sliding-window inference needs the checkpoint), in fp32;
+            ``resize``, ``scale``, ``flip`` and ``scales`` apply (default: the image as it is).
 
     Example:
         >>> from cityseg.predict import OnnxSegmenter
@@ -58,20 +55,13 @@ class OnnxSegmenter(BaseSegmenter):
     """
 
     def __init__(
-        self,
-        path: str | Path,
-        device: str = "auto",
-        mode: str = "whole",
-        resize: str | tuple[int, int] | float | None = None,
-        tile: tuple[int, int] | None = None,
-        tta: bool = False,
-        scales: Sequence[float] | None = None,
-        precision: str = "fp32",
+        self, path: str | Path, device: str = "auto", options: InferenceOptions | None = None
     ) -> None:
-        if mode != "whole" or tile is not None:
+        options = options or InferenceOptions()
+        if options.mode != "whole" or options.tile is not None:
             raise ConfigError("ONNX models run in whole mode only; use the checkpoint for slide")
-        if precision != "fp32":
-            raise ConfigError(f"precision {precision} is not available with ONNX; use fp32")
+        if options.precision != "fp32":
+            raise ConfigError(f"precision {options.precision} is not available with ONNX; use fp32")
         self.path = Path(path)
         self.session = _open_session(self.path, device)
         self.metadata = read_metadata(self.session, self.path)
@@ -80,18 +70,7 @@ class OnnxSegmenter(BaseSegmenter):
         self.normalization = self.metadata["normalization"]
         self.input_size = tuple(self.metadata["input_size"] or ()) or None
         self.min_size = int(self.metadata.get("min_size") or 1)
-        self.flip = tta
-        self.scales = tuple(scales) if scales else TTA_SCALES if tta else (1.0,)
-        if min(self.scales) <= 0:
-            raise ConfigError(f"scales {self.scales} must be positive")
-        self.resize = self._resolve_resize(resize)
-
-    def _resolve_resize(self, resize):
-        if resize == "train":
-            if self.input_size is None:
-                raise ConfigError(f"{self.path}: no training size in the model; give HxW")
-            return self.input_size
-        return resize
+        self.options = options.for_training_size(self.input_size)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Raw logits (N, C, H, W) float32 of a uint8 batch (N, H, W, 3), as the graph runs."""
@@ -101,8 +80,8 @@ class OnnxSegmenter(BaseSegmenter):
         """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
         image = check_photo(image)
         size = image.shape[:2]
-        flips = (False, True) if self.flip else (False,)
-        passes = [(scale, flip) for scale in self.scales for flip in flips]
+        flips = (False, True) if self.options.flip else (False,)
+        passes = [(scale, flip) for scale in self.options.scales for flip in flips]
         if passes == [(1.0, False)] and self._run_size(size, 1.0) == size:
             return self.session.run(["labels"], {INPUT_NAME: np.ascontiguousarray(image[None])})[0][
                 0
@@ -114,30 +93,22 @@ class OnnxSegmenter(BaseSegmenter):
         passes (scales, flips) of the options."""
         image = check_photo(image)
         size = image.shape[:2]
-        flips = (False, True) if self.flip else (False,)
+        flips = (False, True) if self.options.flip else (False,)
         total = np.zeros((len(self.class_names), *size), dtype=np.float32)
-        for scale in self.scales:
+        for scale in self.options.scales:
             for flip in flips:
                 photo = resize_photo(image, self._run_size(size, scale))
                 logits = self.logits((photo[:, ::-1] if flip else photo)[None])[0]
                 total += softmax(resize_map(logits[:, :, ::-1] if flip else logits, size))
-        return total / (len(self.scales) * len(flips))
+        return total / self.options.passes
 
     def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.probabilities(image) for image in np.asarray(images)])
 
     def _run_size(self, size: tuple[int, int], scale: float) -> tuple[int, int]:
-        base = size
-        if isinstance(self.resize, (int, float)):
-            base = _scaled(size, self.resize)
-        elif self.resize is not None:
-            base = tuple(self.resize)
-        height, width = _scaled(base, scale)
+        base = self.options.resize or scaled_size(size, self.options.scale)
+        height, width = scaled_size(base, scale)
         return max(height, self.min_size), max(width, self.min_size)
-
-
-def _scaled(size: Sequence[int], scale: float) -> tuple[int, int]:
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def resize_photo(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -197,7 +168,7 @@ def session_providers(device: str, available: Sequence[str]) -> list:
 
 
 def _open_session(path: Path, device: str):
-    import onnxruntime
+    import onnxruntime  # loaded on first use: a model that is never run needs no runtime
 
     if not path.is_file():
         raise CheckpointError(f"{path}: ONNX model not found; write one with `cityseg export`")

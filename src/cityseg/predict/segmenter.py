@@ -1,59 +1,23 @@
-"""The segmenters: RGB uint8 photo (H, W, 3) in, Cityscapes trainIds (H, W) uint8 out.
-
-:class:`Segmenter` runs a checkpoint with PyTorch (whole image, sliding window, flip and
-multi-scale TTA, all from :mod:`cityseg.evaluate.inference`); it imports torch only when made.
-Shipped checkpoints are found by name with :func:`pretrained_path`.
+"""Segment photos with a checkpoint in PyTorch: whole image, sliding window, flip and multi-scale
+TTA, all from :mod:`cityseg.inference`. Shipped checkpoints are found by name with
+:func:`~cityseg.pretrained.pretrained_path`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cityseg import labels
-from cityseg.errors import ConfigError
+from cityseg.checkpoint.loading import load_model
+from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
+from cityseg.inference.predictor import Predictor
 from cityseg.normalization import IMAGENET_NORMALIZATION
+from cityseg.predict.base import BaseSegmenter, check_photo
 from cityseg.pretrained import pretrained_path
-
-
-class BaseSegmenter:
-    """What every segmenter offers on top of its own ``predict(image) -> trainIds``."""
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, C, H, W) float32 of a uint8 batch (N, H, W, 3)."""
-        raise NotImplementedError
-
-    def predict_video(self, source: str | Path, out_dir: str | Path, **options: Any):
-        """Segment a video file or a folder of frames into ``out_dir``: an overlay video at the
-        source frame rate and, as asked, a colour video and per-frame label PNGs. See
-        :func:`cityseg.predict.video.predict_video` for the options (``smooth``, ``batch_size``,
-        ``outputs``, ...); returns its :class:`~cityseg.predict.video.VideoResult`."""
-        from cityseg.predict.video import predict_video
-
-        return predict_video(self, source, out_dir, **options)
-
-    def predict_batch(
-        self, images: Sequence[np.ndarray] | np.ndarray
-    ) -> list[np.ndarray] | np.ndarray:
-        """TrainIds of several photos: an array (N, H, W) for an array (N, H, W, 3), else a
-        list of (H, W) masks for a list of photos (which may differ in size)."""
-        if isinstance(images, np.ndarray):
-            if images.ndim != 4:
-                raise ValueError(f"expected a batch (N, H, W, 3), got shape {images.shape}")
-            return np.stack([self.predict(image) for image in images])
-        return [self.predict(image) for image in images]
-
-    def predict_file(self, path: str | Path, input_format: str = "image") -> np.ndarray:
-        """TrainIds (H, W) of a PNG or JPEG file; see :func:`read_photo` for ``input_format``."""
-        from cityseg.predict.files import read_photo
-
-        return self.predict(read_photo(path, input_format))
+from cityseg.runtime.device import resolve_device
 
 
 class Segmenter(BaseSegmenter):
@@ -62,16 +26,11 @@ class Segmenter(BaseSegmenter):
     Args:
         model: network mapping a normalised float batch (N, 3, H, W) to logits (N, 19, H, W).
         normalization: ``{"mean": [...], "std": [...]}`` on the 0..1 scale (default: ImageNet).
-        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:N".
-        mode: "whole" (one pass over the image) or "slide" (overlapping tiles at full resolution).
-        resize: whole mode: "train" (the training size), (height, width), or a factor such as 0.5;
-            None runs at the image's own size. Predictions always come back at the image's size.
-        tile: slide mode tile (height, width); default: the training size.
-        tta: also average over the horizontally flipped image and, unless ``scales`` is given,
-            the scales 0.75, 1.0 and 1.25.
-        scales: average over these scale factors.
-        precision: "fp32", "bf16" or "fp16" (CUDA only) autocast.
-        input_size: (height, width) the network was trained at.
+        device: "auto" (CUDA, then MPS, else CPU), "cpu", "cuda", "cuda:N", "mps".
+        options: the inference mode and its settings (default: whole image at its own size);
+            :meth:`InferenceOptions.from_flags` builds them as the commands do. Predictions always
+            come back at the image's size.
+        input_size: (height, width) the network was trained at (what ``resize="train"`` means).
         class_names: names of the classes, indexed by trainId.
         palette: RGB colour of each class.
 
@@ -80,7 +39,8 @@ class Segmenter(BaseSegmenter):
         >>> from cityseg.model import UNet
         >>> from cityseg.predict import Segmenter
         >>> segmenter = Segmenter(UNet(base_width=4, depth=2), device="cpu")
-        >>> # usually: segmenter = Segmenter.from_checkpoint("runs/demo/best.pt")
+        >>> # usually: segmenter = Segmenter.from_checkpoint("runs/demo/best.pt"), or with
+        >>> # options=InferenceOptions.from_flags("slide", tta=True)
         >>> train_ids = segmenter.predict(np.zeros((40, 70, 3), np.uint8))
         >>> train_ids.shape, train_ids.dtype
         ((40, 70), dtype('uint8'))
@@ -94,64 +54,42 @@ class Segmenter(BaseSegmenter):
         normalization: dict[str, Sequence[float]] | None = None,
         *,
         device: str = "auto",
-        mode: str = "whole",
-        resize: str | tuple[int, int] | float | None = None,
-        tile: tuple[int, int] | None = None,
-        tta: bool = False,
-        scales: Sequence[float] | None = None,
-        precision: str = "fp32",
+        options: InferenceOptions | None = None,
         input_size: Sequence[int] | None = None,
         class_names: Sequence[str] = labels.CLASS_NAMES,
         palette: Sequence[Sequence[int]] | np.ndarray = labels.PALETTE,
     ) -> None:
-        from cityseg.evaluate.evaluator import inference_options, resolve_device
-        from cityseg.evaluate.inference import InferenceOptions, Predictor
-
         self.input_size = tuple(input_size) if input_size else None
         default = getattr(model, "normalization", IMAGENET_NORMALIZATION)
         self.normalization = dict(normalization or default)
         self.class_names = list(class_names)
         self.palette = np.asarray(palette, dtype=np.uint8)
         self.device = resolve_device(device)
-        sizing = self._sizing(resize)
-        options = inference_options(mode, tta, tile=tile, scales=scales, precision=precision)
-        self.options = InferenceOptions(**options, **sizing)
         self.predictor = Predictor(
             model,
             self.normalization["mean"],
             self.normalization["std"],
             self.device,
-            self.options,
+            options,
             self.input_size,
         )
-
-    def _sizing(self, resize: str | tuple[int, int] | float | None) -> dict[str, Any]:
-        if resize is None:
-            return {}
-        if isinstance(resize, (int, float)) and not isinstance(resize, bool):
-            return {"scale": float(resize)}
-        if resize == "train":
-            if self.input_size is None:
-                raise ConfigError("resize 'train' needs the training size, which is unknown here")
-            return {"resize": self.input_size}
-        return {"resize": tuple(resize)}
+        self.options = self.predictor.options
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options: Any) -> Segmenter:
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", options: InferenceOptions | None = None
+    ) -> Segmenter:
         """A segmenter for a checkpoint written by ``cityseg train``.
 
         Args:
             path: the ``.pt`` file.
-            device: "auto", "cpu", "cuda", "cuda:N".
-            **options: the inference options of :class:`Segmenter` (mode, resize, tile, tta, ...).
+            device: "auto", "cpu", "cuda", "cuda:N", "mps".
+            options: the inference options (default: whole image at its own size).
 
         Raises:
             CheckpointError: the file is missing or is not a cityseg checkpoint.
             ConfigError: an invalid inference option or device.
         """
-        from cityseg.evaluate.evaluator import resolve_device
-        from cityseg.train.checkpoint import load_model
-
         resolved = resolve_device(device)
         model, meta = load_model(path, resolved)
         palette = meta.get("palette")
@@ -162,19 +100,21 @@ class Segmenter(BaseSegmenter):
             input_size=meta.get("input_size"),
             class_names=meta.get("class_names") or labels.CLASS_NAMES,
             palette=labels.PALETTE if palette is None else palette,
-            **options,
+            options=options,
         )
 
     @classmethod
-    def from_pretrained(cls, name: str, device: str = "auto", **options: Any) -> Segmenter:
+    def from_pretrained(
+        cls, name: str, device: str = "auto", options: InferenceOptions | None = None
+    ) -> Segmenter:
         """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`).
 
-        Shipped models were trained on whole, resized photos, so in whole-image mode they run at
-        their training size (``resize="train"``) unless ``resize`` says otherwise.
+        Shipped models were trained on whole, resized photos: without ``options`` they run on the
+        whole image at their training size (``resize="train"``).
         """
-        if options.get("resize") is None and options.get("mode", "whole") == "whole":
-            options["resize"] = "train"
-        return cls.from_checkpoint(pretrained_path(name), device, **options)
+        if options is None:
+            options = InferenceOptions(resize=TRAINING_SIZE)
+        return cls.from_checkpoint(pretrained_path(name), device, options)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """TrainIds (H, W) uint8 of one RGB uint8 photo (H, W, 3)."""
@@ -192,11 +132,3 @@ class Segmenter(BaseSegmenter):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected a uint8 batch (N, H, W, 3), got {images.shape}")
         return self.predictor.probabilities(images).float().cpu().numpy()
-
-
-def check_photo(image: np.ndarray) -> np.ndarray:
-    """``image`` as an array, or a ValueError if it is not an RGB uint8 photo (H, W, 3)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 photo (H, W, 3), got {image.shape} {image.dtype}")
-    return image

@@ -14,16 +14,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from cityseg import labels, limits
+from cityseg.data.io import read_rgb, write_png
 from cityseg.errors import ConfigError, DataError, UserError
-
-if TYPE_CHECKING:
-    from cityseg.predict.segmenter import BaseSegmenter
+from cityseg.visualize.colors import colorize, overlay
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -50,6 +50,16 @@ class VideoResult:
         return self.frames / max(self.seconds, 1e-9)
 
 
+class FrameSegmenter(Protocol):
+    """What :func:`predict_video` needs of a segmenter."""
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """TrainIds (N, H, W) uint8 of RGB uint8 frames (N, H, W, 3)."""
+
+    def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C, H, W) float32 of RGB uint8 frames (N, H, W, 3)."""
+
+
 class FrameSource:
     """The RGB uint8 frames of a video file or of a folder of images, with their frame rate."""
 
@@ -63,8 +73,6 @@ class FrameSource:
             )
             if not self._files:
                 raise DataError(f"{self.path}: no PNG or JPEG frames in this folder")
-            from cityseg.data.io import read_rgb
-
             self.first = read_rgb(self._files[0])
             self.fps = float(fps or DEFAULT_SEQUENCE_FPS)
             self.count = len(self._files)
@@ -108,8 +116,6 @@ class FrameSource:
                 yield self._checked(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), self.path)
             self._capture.release()
             return
-        from cityseg.data.io import read_rgb
-
         for path in self._files[1:]:
             yield self._checked(read_rgb(path), path)
 
@@ -139,7 +145,7 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWrite
 
 
 def predict_video(
-    segmenter: BaseSegmenter,
+    segmenter: FrameSegmenter,
     source: str | Path,
     out_dir: str | Path,
     *,
@@ -168,11 +174,6 @@ def predict_video(
         DataError: the source cannot be opened or decoded (one line naming it and what to do).
         ConfigError: an invalid option.
     """
-    from tqdm import tqdm
-
-    from cityseg.data.io import write_png
-    from cityseg.visualize.colors import colorize, overlay
-
     unknown = sorted(set(outputs) - set(VIDEO_OUTPUTS))
     if unknown or not outputs:
         raise ConfigError(f"video outputs {unknown or '[]'}: choose among {list(VIDEO_OUTPUTS)}")

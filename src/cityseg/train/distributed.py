@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from cityseg.train.precision import choose_device
+from cityseg.runtime.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-    chosen = choose_device(device, local_rank, local_world_size)
+    chosen = resolve_device(
+        device, option="train.device", local_rank=local_rank, local_processes=local_world_size
+    )
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
@@ -100,15 +102,6 @@ def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
     if info.enabled:
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
-
-
-def broadcast_object(value: object, info: DistInfo) -> object:
-    """Rank 0's ``value`` on every process."""
-    if not info.enabled:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
 
 
 def barrier(info: DistInfo) -> None:

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cityseg.visualize.plots import plot_training_curves
+
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 CURVES_EVERY_S = 30.0
-"""Between validations, curves.png is redrawn at most this often (a drawing takes ~0.4 s)."""
+"""Between validations, curves.png is redrawn at most this often (a drawing is not free)."""
 
 
 class RunHistory:
@@ -49,6 +51,7 @@ class RunHistory:
             self.records = [record for record in map(_parse, lines) if record is not None]
             self.records = [r for r in self.records if r["epoch"] <= resume_epoch]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        # Loaded here, on the main process only: tensorboard is slow to import.
         from torch.utils.tensorboard import SummaryWriter
 
         purge = resume_iteration + 1 if resume_iteration else None
@@ -114,8 +117,6 @@ def _is_number(value: Any) -> bool:
 
 def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
     """Draw losses, validation mIoU and learning rate against epoch; ``path`` is replaced whole."""
-    from cityseg.visualize.plots import plot_training_curves
-
     temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
     plot_training_curves(records, temporary)
     os.replace(temporary, path)

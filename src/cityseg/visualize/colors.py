@@ -147,6 +147,7 @@ def color_mask_with_legend(
     Returns:
         The path written.
     """
+    # Loaded on first use: the colour helpers serve `cityseg predict`, which draws no legend.
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 

@@ -357,8 +357,13 @@ def plot_comparison_grid(
     return _save(figure, path)
 
 
+CHARTS = {"Per-class IoU": "class_iou.png", "Confusion matrix": "confusion_matrix.png"}
+"""The charts of an evaluation: caption -> file name in its output folder."""
+
+
 def evaluation_charts(metrics: Mapping, out_dir: str | Path) -> dict[str, Path]:
-    """Write the per-class IoU bars and the confusion matrix of an evaluation's metrics dict.
+    """Write the per-class IoU bars and the confusion matrix of an evaluation's metrics dict
+    (:data:`CHARTS`; a chart whose numbers the metrics lack is left out).
 
     Returns:
         Caption -> PNG path, ready for :func:`cityseg.visualize.report.write_report`.
@@ -368,10 +373,10 @@ def evaluation_charts(metrics: Mapping, out_dir: str | Path) -> dict[str, Path]:
     classes = metrics.get("classes") or {}
     if classes:
         class_iou = {name: values.get("iou") for name, values in classes.items()}
-        charts["Per-class IoU"] = plot_per_class_iou(class_iou, out_dir / "per_class_iou.png")
+        charts["Per-class IoU"] = plot_per_class_iou(class_iou, out_dir / CHARTS["Per-class IoU"])
     if metrics.get("confusion_matrix") is not None:
         names = list(classes) if classes else CLASS_NAMES
         charts["Confusion matrix"] = plot_confusion_matrix(
-            metrics["confusion_matrix"], out_dir / "confusion_matrix.png", names
+            metrics["confusion_matrix"], out_dir / CHARTS["Confusion matrix"], names
         )
     return charts

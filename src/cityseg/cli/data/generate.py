@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli._arguments import fraction, size_type
+
 MIN_SIDE = 32
+frame_size = size_type(minimum=MIN_SIDE, maximum=None)
+"""``--size`` of generated frames: at least 32x32."""
 
 
 def add_parser(subparsers) -> None:
@@ -91,25 +95,4 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of frames (0 or more), got {text!r}")
-    return value
-
-
-def frame_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        height, width = (int(part) for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 256x512, got {text!r}") from None
-    if height < MIN_SIDE or width < MIN_SIDE:
-        raise argparse.ArgumentTypeError(f"size {text!r} is too small; use at least 32x32")
-    return height, width
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
     return value

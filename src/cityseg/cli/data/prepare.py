@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cityseg.cli._arguments import size_type
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,7 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="CACHE", help="cache folder to write")
     parser.add_argument(
         "--size",
-        type=parse_size,
+        type=size_type(maximum=None),
         metavar="HxW",
         help="resize every image to height x width, e.g. 256x512 (default: native size)",
     )
@@ -74,16 +76,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{rate:.1f} images/s)"
             )
     return 0
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256x512"`` -> (256, 512): height x width, both positive."""
-    parts = text.lower().replace("*", "x").split("x")
-    if len(parts) == 2 and all(part.strip().isdigit() for part in parts):
-        height, width = (int(part) for part in parts)
-        if height > 0 and width > 0:
-            return height, width
-    raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x512, got '{text}'")
 
 
 def _positive(text: str) -> int:

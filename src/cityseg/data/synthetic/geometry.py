@@ -98,12 +98,6 @@ def ground_quads(camera: Camera, x0, x1, z0, z1) -> np.ndarray:
     return camera.project(world)
 
 
-def side_quad(camera: Camera, x: float, z0: float, z1: float, y0: float, y1: float) -> np.ndarray:
-    """The image polygon of the vertical rectangle in the plane x = const (a facade, a car side)."""
-    z0 = max(z0, NEAREST_DEPTH)
-    return camera.project(np.array([[x, y0, z0], [x, y1, z0], [x, y1, z1], [x, y0, z1]]))
-
-
 def front_quad(camera: Camera, x0: float, x1: float, y0: float, y1: float, z: float) -> np.ndarray:
     """The image polygon of the vertical rectangle in the plane z = const (facing the camera)."""
     scale = camera.focal / max(z, NEAREST_DEPTH)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from cityseg.data.synthetic.render import Scene, render_scene
 
@@ -94,8 +95,6 @@ def generate_dataset(
     bad_names = [c for names in cities.values() for c in names if not CITY_NAME.fullmatch(c)]
     if bad_names:
         raise ValueError(f"city names must be lowercase letters, digits or '-': {bad_names}")
-    from tqdm import tqdm
-
     bar = tqdm(total=sum(splits.values()), unit="frame", disable=not progress)
     for split, count in splits.items():
         names = tuple(cities.get(split) or (f"{split}stadt",))

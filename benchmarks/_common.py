@@ -24,19 +24,22 @@ _PRELOAD_MARK = "CITYSEG_BENCH_ALLOCATOR"
 
 
 def use_fast_allocator() -> None:
-    """Re-run this script with jemalloc/tcmalloc preloaded, as the ``cityseg`` command does for
-    training, so the numbers are the ones users get. ``CITYSEG_ALLOCATOR=system`` keeps glibc."""
+    """Re-run this script with the allocator the ``cityseg`` command would use
+    (``CITYSEG_ALLOCATOR``: the system one unless jemalloc or tcmalloc is asked for), so the
+    numbers are the ones users get."""
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.runtime.allocator import active_allocator, find_fast_allocator
+    from cityseg.runtime.allocator import active_allocator, find_allocator, requested_allocator
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    choice = requested_allocator()
     if (
         not sys.platform.startswith("linux")
-        or os.environ.get("CITYSEG_ALLOCATOR", "auto") == "system"
+        or choice == "system"
         or os.environ.get(_PRELOAD_MARK)
-        or active_allocator() != "glibc"
+        or active_allocator() == choice
     ):
         return
-    library = find_fast_allocator()
+    library = find_allocator(choice)
     if library is None:
         return
     env = dict(os.environ, **{_PRELOAD_MARK: "1"})

@@ -46,9 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None and args.command in HEAVY_COMMANDS:
-        from cityseg.runtime.allocator import reexec_with_fast_allocator
+        from cityseg.runtime.allocator import prepare_allocator
 
-        reexec_with_fast_allocator(sys.argv[1:])
+        try:
+            prepare_allocator(sys.argv[1:])
+        except UserError as error:
+            print(f"cityseg {args.command}: error: {error.problems[0]}", file=sys.stderr)
+            return 2
     if not getattr(args, "run", None):
         parser.print_help()
         return 0

@@ -93,6 +93,7 @@ def export_checkpoint(
         "class_names": list(meta.get("class_names") or labels.CLASS_NAMES),
         "palette": np.asarray(labels.PALETTE if palette is None else palette).tolist(),
         "input_size": list(meta["input_size"]) if meta.get("input_size") else None,
+        "crop_size": list(meta["crop_size"]) if meta.get("crop_size") else None,
         "model_config": meta.get("model_config"),
         "source_checkpoint": checkpoint.name,
     }

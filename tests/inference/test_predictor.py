@@ -226,3 +226,26 @@ def test_invalid_options_are_user_errors():
         predictor(context_model(), precision="fp16")
     with pytest.raises(ValueError, match="uint8"):
         predictor(context_model()).probabilities(np.zeros((8, 8, 3), np.float32))
+
+
+def test_a_network_trained_on_crops_runs_at_the_scale_it_saw(tmp_path):
+    """``resize="train"`` is the size the images were resized to, not the crop; the crop is the
+    default tile; trained on crops of images at their own size, "train" keeps the image's size."""
+    from tests.helpers.checkpoints import save_tiny_checkpoint
+
+    scaled = save_tiny_checkpoint(tmp_path / "scaled.pt", (128, 256), 0, 8, 3, "data.crop=[64, 96]")
+    meta = torch.load(scaled, weights_only=True)
+    assert meta["input_size"] == [128, 256] and meta["crop_size"] == [64, 96]
+    whole = Predictor.from_checkpoint(scaled, "cpu", InferenceOptions(resize="train"))
+    assert whole.options.resize == (128, 256)
+    slide = Predictor.from_checkpoint(scaled, "cpu", InferenceOptions(mode="slide"))
+    assert slide.tile == (64, 96)
+
+    native = tmp_path / "native.pt"
+    save_tiny_checkpoint(native, (64, 64), 0, 8, 3, "data.size=null", "data.crop=[64, 96]")
+    meta = torch.load(native, weights_only=True)
+    assert meta["input_size"] is None and meta["crop_size"] == [64, 96]
+    own_size = Predictor.from_checkpoint(native, "cpu", InferenceOptions(resize="train"))
+    assert own_size.options.resize is None
+    image = random_image(70, 110)
+    assert own_size.predict(image).shape == (70, 110)

@@ -12,7 +12,9 @@ exact resume::
     class_names       list of the class names, indexed by trainId
     palette           list of [r, g, b], indexed by trainId
     normalization     {"mean": [...], "std": [...]} applied to RGB in [0, 1]
-    input_size        [H, W] the network was trained at
+    input_size        [H, W] the images were resized to in training (``data.size``); null
+                      when they kept their own size
+    crop_size         [H, W] of the random training crops (``data.crop``), or null
     config            the resolved training configuration (dict)
     epoch, iteration  completed epochs and optimiser steps
     precision         the number format the run trained in (fp32, bf16, fp16), resolved
@@ -34,7 +36,9 @@ from cityseg.model import model_normalization
 FORMAT = "cityseg-checkpoint-v1"
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "rng")
 """Keys that ``load_model`` leaves out of ``meta`` (large, and only useful to resume)."""
-INFERENCE_KEYS = ("format", "model_config", "class_names", "palette", "normalization", "input_size")
+INFERENCE_KEYS = (
+    "format", "model_config", "class_names", "palette", "normalization", "input_size", "crop_size",
+)  # fmt: skip
 """Keys an inference-only copy keeps (see :func:`cityseg.checkpoint.io.slim_checkpoint`)."""
 
 
@@ -49,12 +53,13 @@ def checkpoint_header(config: Config) -> dict[str, Any]:
             [(index * 67) % 256, (index * 139) % 256, (index * 197) % 256]
             for index in range(num_classes)
         ]
-    size = config.data.crop or config.data.size
+    size, crop = config.data.size, config.data.crop
     return {
         "format": FORMAT,
         "class_names": names,
         "palette": palette,
         "normalization": model_normalization(config.model.model_kwargs()),
-        "input_size": list(size),
+        "input_size": list(size) if size else None,
+        "crop_size": list(crop) if crop else None,
         "config": config_to_dict(config),
     }

@@ -127,14 +127,20 @@ class InferenceOptions:
             fields["scales"] = tuple(scales)
         return cls(mode=mode, **fields)
 
-    def for_training_size(self, training_size: Sequence[int] | None) -> InferenceOptions:
-        """These options with ``resize="train"`` made the network's training size.
+    def for_training_size(
+        self, training_size: Sequence[int] | None, crop_size: Sequence[int] | None = None
+    ) -> InferenceOptions:
+        """These options with ``resize="train"`` made the network's training size: the size the
+        images were resized to in training, or none at all for a network trained on crops of
+        images at their own size (``crop_size`` known, ``training_size`` None).
 
         Raises:
             ConfigError: "train" is asked for but the training size is unknown.
         """
         if self.resize != TRAINING_SIZE:
             return self
+        if not training_size and crop_size:
+            return dataclasses.replace(self, resize=None)
         if not training_size:
             raise ConfigError(
                 "resize 'train' needs the training size, which this model does not record; "

@@ -50,8 +50,9 @@ class Predictor:
         std: per-channel standard deviation of the normalisation.
         device: where the network runs and the probabilities live.
         options: the inference mode and its settings.
-        training_size: (height, width) the network was trained at: the default tile, and the
-            size ``resize="train"`` stands for.
+        training_size: (height, width) the images were resized to in training: the size
+            ``resize="train"`` stands for, and the default tile unless ``crop_size`` is known.
+        crop_size: (height, width) of the training crops, if it trained on crops: the default tile.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo", "cpu")  # doctest: +SKIP
@@ -66,9 +67,11 @@ class Predictor:
         device: str | torch.device = "cpu",
         options: InferenceOptions | None = None,
         training_size: Size | None = None,
+        crop_size: Size | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.options = (options or InferenceOptions()).for_training_size(training_size)
+        options = options or InferenceOptions()
+        self.options = options.for_training_size(training_size, crop_size)
         self.precision = choose_precision(self.options.precision, self.device, option="--precision")
         memory_format = torch.channels_last if self.options.channels_last else torch.preserve_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
@@ -76,7 +79,7 @@ class Predictor:
         self.min_size = int(getattr(model, "min_size", 1))
         self.meta: dict = {}  # the checkpoint's metadata, set by from_checkpoint
         self.fell_back = False  # whole mode ran out of memory: sliding windows instead
-        self.tile = self.options.tile or training_size or (512, 1024)
+        self.tile = tuple(self.options.tile or crop_size or training_size or (512, 1024))
         self.stride = self.options.stride or tuple(max(1, (2 * t) // 3) for t in self.tile)
         if self.options.mode == "slide":
             check_tiling(self.tile, self.stride, self.min_size)
@@ -91,8 +94,9 @@ class Predictor:
         """A predictor for a cityseg checkpoint (``resize="train"``: its training size)."""
         model, meta = load_model(path, device)
         training_size = tuple(meta["input_size"]) if meta.get("input_size") else None
+        crop_size = tuple(meta["crop_size"]) if meta.get("crop_size") else None
         norm = meta["normalization"]
-        predictor = cls(model, norm["mean"], norm["std"], device, options, training_size)
+        predictor = cls(model, norm["mean"], norm["std"], device, options, training_size, crop_size)
         predictor.meta = meta
         return predictor
 

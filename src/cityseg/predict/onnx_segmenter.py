@@ -70,7 +70,8 @@ class OnnxSegmenter(BaseSegmenter):
         self.normalization = self.metadata["normalization"]
         self.input_size = tuple(self.metadata["input_size"] or ()) or None
         self.min_size = int(self.metadata.get("min_size") or 1)
-        self.options = options.for_training_size(self.input_size)
+        crop_size = tuple(self.metadata.get("crop_size") or ()) or None
+        self.options = options.for_training_size(self.input_size, crop_size)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Raw logits (N, C, H, W) float32 of a uint8 batch (N, H, W, 3), as the graph runs."""

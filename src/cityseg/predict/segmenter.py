@@ -30,7 +30,10 @@ class Segmenter(BaseSegmenter):
         options: the inference mode and its settings (default: whole image at its own size);
             :meth:`InferenceOptions.from_flags` builds them as the commands do. Predictions always
             come back at the image's size.
-        input_size: (height, width) the network was trained at (what ``resize="train"`` means).
+        input_size: (height, width) the images were resized to in training (what
+            ``resize="train"`` means).
+        crop_size: (height, width) of the training crops, if any (the default sliding-window tile;
+            with no ``input_size``, ``resize="train"`` keeps the image's own size).
         class_names: names of the classes, indexed by trainId.
         palette: RGB colour of each class.
 
@@ -56,10 +59,12 @@ class Segmenter(BaseSegmenter):
         device: str = "auto",
         options: InferenceOptions | None = None,
         input_size: Sequence[int] | None = None,
+        crop_size: Sequence[int] | None = None,
         class_names: Sequence[str] = labels.CLASS_NAMES,
         palette: Sequence[Sequence[int]] | np.ndarray = labels.PALETTE,
     ) -> None:
         self.input_size = tuple(input_size) if input_size else None
+        self.crop_size = tuple(crop_size) if crop_size else None
         default = getattr(model, "normalization", IMAGENET_NORMALIZATION)
         self.normalization = dict(normalization or default)
         self.class_names = list(class_names)
@@ -72,6 +77,7 @@ class Segmenter(BaseSegmenter):
             self.device,
             options,
             self.input_size,
+            self.crop_size,
         )
         self.options = self.predictor.options
 
@@ -98,6 +104,7 @@ class Segmenter(BaseSegmenter):
             meta["normalization"],
             device=str(resolved),
             input_size=meta.get("input_size"),
+            crop_size=meta.get("crop_size"),
             class_names=meta.get("class_names") or labels.CLASS_NAMES,
             palette=labels.PALETTE if palette is None else palette,
             options=options,

@@ -1,8 +1,9 @@
-"""The two epochs that bench_epoch.py compares, each run in its own process.
+"""The epochs that bench_epoch.py compares, each run in its own process.
 
-``run_path(args)`` trains one epoch on the first ``train_images`` pairs and validates on the next
-``val_images``, and returns the times: training (and, within it, the time spent waiting for the
-next batch), validation (and, within it, the time spent computing the metrics), and the mIoU.
+``run_path(args)`` (``args.path``: baseline, fp32, or cityseg with any allocator) trains one epoch
+on the first ``train_images`` pairs and validates on the next ``val_images``, and returns the
+times: training (and, within it, the time spent waiting for the next batch), validation (and,
+within it, the time spent computing the metrics), and the mIoU.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run_baseline(args, device, size) -> dict:
     files = files[: args.train_images + args.val_images]
     train = DataLoader(NotebookPairs(files[: args.train_images], size, True), args.batch_size, True)
     val = DataLoader(NotebookPairs(files[args.train_images :], size, False), args.batch_size)
-    model = UNet(base_width=args.width).to(device)
+    model = UNet(base_width=args.width, depth=args.depth, upsampling=args.upsampling).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def train_step(images, targets):
@@ -146,14 +147,17 @@ def run_cityseg(args, device, size) -> dict:
     pin_memory = device.type == "cuda"
     train, val = build_loaders(splits, data, args.batch_size, seed=0, pin_memory=pin_memory)
     set_epoch(train, 0)
-    model, _ = build_model(ModelConfig(base_width=args.width), device, channels_last=True)
+    eager = args.path == "fp32"  # the network's speed-ups off: float32, contiguous
+    channels_last = not eager
+    model_config = ModelConfig(base_width=args.width, depth=args.depth, upsampling=args.upsampling)
+    model, _ = build_model(model_config, device, channels_last=channels_last)
     rules = (cpu_bf16_support, cuda_bf16_support, choose_precision)
-    name = args.precision or fast_precision(device, *rules)
+    name = "fp32" if eager else args.precision or fast_precision(device, *rules)
     precision = Precision(name, device)
     scaler = precision.grad_scaler()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = SegmentationLoss(19).to(device)
-    normalize = Normalize(**IMAGENET_NORMALIZATION, channels_last=True).to(device)
+    normalize = Normalize(**IMAGENET_NORMALIZATION, channels_last=channels_last).to(device)
 
     def train_step(images, targets):
         images, targets = batch_to_device(images, targets, normalize)
@@ -182,8 +186,9 @@ def run_cityseg(args, device, size) -> dict:
 
     confusion = ConfusionMatrix(19, device=device)
     result = run_epoch(model, train, val, train_step, validate, confusion, mean_iou, device)
+    layout = "channels_last" if channels_last else "contiguous"
     result["setup"] = (
-        f"precision {name}, channels_last, {train.num_workers} loader worker(s), "
+        f"precision {name}, {layout}, {train.num_workers} loader worker(s), "
         f"allocator {active_allocator()}"
     )
     return result

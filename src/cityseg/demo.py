@@ -1,8 +1,8 @@
 """`cityseg demo`: the whole product on generated street scenes, offline, in a few minutes.
 
-Generates a small data set in the official Cityscapes layout, trains a small U-Net on it with the
-demo configuration, evaluates the best checkpoint on the validation split (with the HTML report),
-predicts a few validation images, and says where everything is and what it measured.
+Generates a small data set in the official Cityscapes layout, fine-tunes the shipped pairs model
+on it with the demo configuration, evaluates the best checkpoint on the validation split (with the
+HTML report), predicts a few validation images, and says where everything is and what it measured.
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ from cityseg.config import load_config
 @dataclass(frozen=True)
 class DemoSettings:
     """How big the demo is. Training is progressive: ``half_size_epochs`` at half the frame size
-    (a quarter of the pixels, so about 2.5x as many images per second), then ``epochs`` at full
-    size starting from those weights. The defaults take about 4.7 minutes on an idle 2-core CPU."""
+    (a quarter of the pixels), then ``epochs`` at full size starting from those weights; timings
+    in docs/demo.md."""
 
     out: Path = Path("demo_out")
     train_images: int = 400
     val_images: int = 40
-    half_size_epochs: int = 30
+    half_size_epochs: int = 3
     half_size_batch: int = 8
-    """Images per step at half size: twice those of the full size (demo.yaml: 4), half the
-    pixels per step; on this CPU it makes 1.4x as many images per second as batch 4."""
-    epochs: int = 4
+    """Images per step at half size (demo.yaml's batch for the full size)."""
+    epochs: int = 5
     height: int = 128
     width: int = 256
     variation: float = 0.2
@@ -40,13 +39,13 @@ class DemoSettings:
     predictions: int = 4
     init_from: str | None = "pairs"
     """Weights the first stage starts from: the shipped ``pairs`` model (trained on real
-    Cityscapes photos) by default, a checkpoint, or None for random ones."""
+    Cityscapes photos) by default, a checkpoint, or None for the ImageNet encoder alone."""
 
 
 PRESETS: dict[str, dict[str, int | float]] = {
     "quick": {"train_images": 64, "val_images": 8, "half_size_epochs": 1, "epochs": 1},
     "default": {},
-    "long": {"train_images": 1200, "val_images": 100, "half_size_epochs": 30, "epochs": 10},
+    "long": {"train_images": 1200, "val_images": 100, "half_size_epochs": 5, "epochs": 10},
 }
 
 
@@ -135,7 +134,7 @@ def _train_progressively(
         half = (settings.height // 2, settings.width // 2)
         step(
             "train_half_size",
-            f"training a small U-Net (configuration: demo) at half size, {half[0]}x{half[1]}, "
+            f"training the U-Net (configuration: demo) at half size, {half[0]}x{half[1]}, "
             f"for {settings.half_size_epochs} epochs"
             + (f", starting from {settings.init_from}" if settings.init_from else ""),
         )

@@ -14,8 +14,9 @@ def add_parser(subparsers) -> None:
         "demo",
         help="the whole product on generated street scenes, in a few minutes",
         description=(
-            "Generate a small street-scene data set, train a small U-Net on it, evaluate it "
-            "(with an HTML report) and predict a few images. Runs offline on any machine."
+            "Generate a small street-scene data set, fine-tune the shipped pairs model on it, "
+            "evaluate it (with an HTML report) and predict a few images. Runs offline on any "
+            "machine."
         ),
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
@@ -42,7 +43,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--from-scratch",
         action="store_true",
-        help="start from random weights instead of the shipped pairs model",
+        help="start from the ImageNet encoder alone instead of the shipped pairs model",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training")
     parser.add_argument(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.model import UNet
+from cityseg.model import UNet, model_from_config
 from cityseg.pretrained import pretrained_path
 from cityseg.train.build import initialize_from
 
@@ -36,18 +36,25 @@ def test_init_from_other_classes_keeps_the_classifier_random(tiny_checkpoint):
     )
 
 
+def shipped_network():
+    """A random network of the shipped pairs model's architecture."""
+    config = torch.load(pretrained_path("pairs"), weights_only=True)["model_config"]
+    return model_from_config(config)
+
+
 def test_init_from_a_shipped_name_reads_the_shipped_file():
-    model = UNet(widths=[16, 32, 64, 128, 256])
+    model = shipped_network()
     note = initialize_from(model, "pairs")
     shipped = torch.load(pretrained_path("pairs"), weights_only=True)["model"]
-    torch.testing.assert_close(model.inc[0].weight, shipped["inc.0.weight"].float())
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, shipped[name].to(tensor.dtype), msg=name)
     assert "pairs.pt" in note
 
 
 def test_a_shipped_name_wins_over_a_folder_without_a_checkpoint(tmp_path, monkeypatch):
     (tmp_path / "pairs").mkdir()  # e.g. the Kaggle pairs data in the working directory
     monkeypatch.chdir(tmp_path)
-    assert "pairs.pt" in initialize_from(UNet(widths=[16, 32, 64, 128, 256]), "pairs")
+    assert "pairs.pt" in initialize_from(shipped_network(), "pairs")
 
 
 def test_init_from_says_what_is_wrong(tiny_checkpoint, tmp_path):

@@ -138,7 +138,8 @@ def test_held_out_validation_accumulation_and_options(scenes, tmp_path, capsys):
     assert "batch 4 = 1 process(es) x 2 x 2 accumulation" in out
     assert record["iteration"] == 2  # 9 images -> 4 micro-batches of 2 -> 2 steps of 4
     state = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
-    assert len(state["class_weights"]) == 19 and state["input_size"] == [48, 64]
+    assert len(state["class_weights"]) == 19 and state["input_size"] == [64, 128]
+    assert state["crop_size"] == [48, 64]
 
 
 def test_early_stopping_stops(scenes, tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from cityseg.inference.options import TRAINING_SIZE
 from cityseg.sizes import MAX_SIDE, Size, parse_size
 
 MAX_FACTOR = 8.0
@@ -70,3 +71,11 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
     return value
+
+
+def chosen_resize(args: argparse.Namespace) -> Size | float | str | None:
+    """``--resize`` as given; for a shipped model (``--pretrained``) in whole mode, its training
+    size unless ``--resize`` says otherwise: a shipped model runs at the scale it was trained at."""
+    if args.resize is None and args.pretrained and args.mode == "whole":
+        return TRAINING_SIZE
+    return args.resize

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cityseg.cli._arguments import parse_resize, parse_scales, size
+from cityseg.cli._arguments import chosen_resize, parse_resize, parse_scales, size
 from cityseg.errors import ConfigError
-from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
+from cityseg.inference.options import InferenceOptions
 
 
 def add_parser(subparsers) -> None:
@@ -101,12 +101,9 @@ def add_parser(subparsers) -> None:
 
 
 def _inference_options(args) -> InferenceOptions:
-    resize = args.resize
-    if resize is None and args.pretrained and args.mode == "whole":
-        resize = TRAINING_SIZE  # a shipped model runs at the scale it was trained at
     return InferenceOptions.from_flags(
         args.mode,
-        resize=resize,
+        resize=chosen_resize(args),
         tta=args.tta,
         scales=args.scales,
         tile=args.tile,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cityseg.cli._arguments import parse_resize, parse_scales, size
+from cityseg.cli._arguments import chosen_resize, parse_resize, parse_scales, size
 from cityseg.errors import UserError
-from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
+from cityseg.inference.options import InferenceOptions
 
 OUTPUTS = ("labelIds", "trainIds", "color", "overlay")  # cityseg.predict.OUTPUTS, kept light here
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -145,12 +145,9 @@ def _split_inputs(args) -> tuple[Path | None, list[str]]:
 
 
 def _segmenter(args, checkpoint: Path | None):
-    resize = args.resize
-    if resize is None and args.pretrained and args.mode == "whole":
-        resize = TRAINING_SIZE  # a shipped model runs at the scale it was trained at
     options = InferenceOptions.from_flags(
         args.mode,
-        resize=resize,
+        resize=chosen_resize(args),
         tta=args.tta,
         scales=args.scales,
         tile=args.tile,

@@ -20,32 +20,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CITYSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
-_PRELOAD_MARK = "CITYSEG_BENCH_ALLOCATOR"
 
 
 def use_fast_allocator() -> None:
-    """Re-run this script with the allocator the ``cityseg`` command would use
-    (``CITYSEG_ALLOCATOR``: the system one unless jemalloc or tcmalloc is asked for), so the
-    numbers are the ones users get."""
+    """Run this script with the allocator the ``cityseg`` command would use (``CITYSEG_ALLOCATOR``:
+    glibc with its thresholds raised unless another is asked for), so the numbers are the ones
+    users get."""
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.runtime.allocator import active_allocator, find_allocator, requested_allocator
+    from cityseg.runtime.allocator import prepare_allocator
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    choice = requested_allocator()
-    if (
-        not sys.platform.startswith("linux")
-        or choice == "system"
-        or os.environ.get(_PRELOAD_MARK)
-        or active_allocator() == choice
-    ):
-        return
-    library = find_allocator(choice)
-    if library is None:
-        return
-    env = dict(os.environ, **{_PRELOAD_MARK: "1"})
-    env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    prepare_allocator(sys.argv[1:], program=[sys.executable, sys.argv[0]])
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -253,13 +237,13 @@ def machine_lines(device) -> list[str]:
     import torch
 
     sys.path.insert(0, str(REPO / "src"))
-    from cityseg.runtime.allocator import active_allocator
+    from cityseg.runtime.allocator import describe_allocator
 
     info = cpu_info()
     lines = [
         f"- CPU: {info['model']}, {info['cores']} cores usable, {info.get('ghz', 0):.2f} GHz, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
-        f"{torch.backends.cpu.get_cpu_capability()}), allocator {active_allocator()}",
+        f"{torch.backends.cpu.get_cpu_capability()}), allocator {describe_allocator()}",
         "- load average before the run (1, 5, 15 min): "
         + ", ".join(f"{load:.2f}" for load in os.getloadavg()),
     ]

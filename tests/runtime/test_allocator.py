@@ -1,4 +1,4 @@
-"""The allocator choice: glibc's unless CITYSEG_ALLOCATOR asks for jemalloc or tcmalloc."""
+"""The allocator choice: glibc's, tuned, unless CITYSEG_ALLOCATOR asks for another."""
 
 from __future__ import annotations
 
@@ -22,12 +22,64 @@ def execs(monkeypatch):
     return calls
 
 
-def test_the_system_allocator_is_the_default(execs, monkeypatch):
-    monkeypatch.delenv(allocator.VARIABLE, raising=False)
+@pytest.fixture
+def tunings(monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "tune_glibc", lambda: calls.append("tuned") or True)
+    return calls
+
+
+@pytest.mark.parametrize("value", [None, "system", "glibc", " GLIBC "])
+def test_tuned_glibc_is_the_default(execs, tunings, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(allocator.VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(allocator.VARIABLE, value)
     monkeypatch.setattr(allocator, "find_allocator", lambda name: "/usr/lib/libjemalloc.so.2")
     allocator.prepare_allocator(["train"])
-    assert execs == []
+    assert execs == [] and tunings == ["tuned"]
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_glibc_defaults_leaves_glibc_as_it_comes(execs, tunings, monkeypatch):
+    monkeypatch.setenv(allocator.VARIABLE, "glibc-defaults")
+    allocator.prepare_allocator(["train"])
+    assert execs == [] and tunings == []
+
+
+GLIBC_PROBE = """
+import ctypes, sys
+from cityseg.runtime.allocator import tune_glibc, describe_allocator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+if sys.argv[1] == "tuned":
+    assert tune_glibc()
+before = libc.mallinfo2().hblks
+block = libc.malloc(64 << 20)  # above glibc's default mmap threshold, below the tuned one
+print(libc.mallinfo2().hblks - before, describe_allocator())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.environ.get("LD_PRELOAD"), reason="glibc only"
+)
+def test_tuning_glibc_serves_large_blocks_from_the_heap_instead_of_new_mappings():
+    def mapped_blocks(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", GLIBC_PROBE, mode], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert mapped_blocks("defaults") == "1 glibc"
+    assert mapped_blocks("tuned") == "0 glibc, tuned"
 
 
 def test_an_installed_allocator_asked_for_is_preloaded(execs, monkeypatch):
@@ -39,17 +91,19 @@ def test_an_installed_allocator_asked_for_is_preloaded(execs, monkeypatch):
     assert env["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2" and env[allocator._MARK] == "1"
 
 
-def test_an_allocator_that_is_not_installed_keeps_glibc_and_says_so(execs, monkeypatch, capsys):
+def test_an_allocator_that_is_not_installed_keeps_glibc_and_says_so(
+    execs, tunings, monkeypatch, capsys
+):
     monkeypatch.setenv(allocator.VARIABLE, "tcmalloc")
     monkeypatch.setattr(allocator, "find_allocator", lambda name: None)
     allocator.prepare_allocator(["train"])
-    assert execs == []
+    assert execs == [] and tunings == ["tuned"]
     assert "CITYSEG_ALLOCATOR=tcmalloc: libtcmalloc is not installed" in capsys.readouterr().err
 
 
 def test_an_unknown_allocator_is_one_clear_line(monkeypatch):
     monkeypatch.setenv(allocator.VARIABLE, "mimalloc")
-    with pytest.raises(ConfigError, match="unknown allocator; use one of system, jemalloc"):
+    with pytest.raises(ConfigError, match="unknown allocator; use one of glibc, glibc-defaults"):
         allocator.requested_allocator()
     env = {**os.environ, allocator.VARIABLE: "mimalloc"}
     done = subprocess.run(
@@ -59,5 +113,5 @@ def test_an_unknown_allocator_is_one_clear_line(monkeypatch):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "cityseg evaluate: error: CITYSEG_ALLOCATOR='mimalloc': unknown allocator; use one of "
-        "system, jemalloc, tcmalloc"
+        "glibc, glibc-defaults, jemalloc, tcmalloc"
     ]

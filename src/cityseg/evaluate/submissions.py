@@ -8,7 +8,6 @@ returning the partial counts of its share of the frames. No torch is imported on
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import re
 import sys
@@ -25,12 +24,12 @@ from cityseg.errors import DataError
 from cityseg.labels import CLASS_NAMES
 from cityseg.metrics.official import LabelIdError, OfficialCounts
 from cityseg.metrics.summary import summarize
+from cityseg.runtime.allocator import tune_glibc
 
 LABEL_SUFFIX = "_gtFine_labelIds.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 FRAME_ID = re.compile(r"[A-Za-z-]+_\d{6}_\d{6}")
 MAX_PROBLEMS_SHOWN = 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 @dataclass(frozen=True)
@@ -188,13 +187,7 @@ def _prepare_worker() -> None:
     touches OpenCV's thread pool: a forked child that does can hang on the parent's pool.
     """
     processes.die_with_parent()
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(_M_MMAP_THRESHOLD, 256 << 20)
-            libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
-        except (OSError, AttributeError):  # not glibc: keep the defaults
-            pass
+    tune_glibc()
 
 
 def _count_in_parallel(frames: list[ScoreFrame], workers: int) -> tuple[OfficialCounts, list[str]]:

@@ -8,7 +8,7 @@ import os
 import torch
 
 from cityseg.errors import ConfigError, setting
-from cityseg.runtime.allocator import active_allocator
+from cityseg.runtime.allocator import describe_allocator
 from cityseg.runtime.precision import Precision, cpu_bf16_support
 
 
@@ -97,7 +97,7 @@ def describe_runtime(precision: Precision, channels_last: bool, world_size: int 
         capability = torch.backends.cpu.get_cpu_capability()
         bf16 = cpu_bf16_support()
         where = f"{device.type} ({torch.get_num_threads()} threads, {capability}, bf16 {bf16})"
-        allocator = active_allocator()
+        allocator = describe_allocator()
     autocast = "autocast" if precision.name != "fp32" else "no autocast"
     scaler = ", grad scaler" if precision.name == "fp16" else ""
     layout = "channels_last" if channels_last else "contiguous"

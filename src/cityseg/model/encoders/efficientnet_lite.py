@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cityseg.model.encoders.depthwise import Conv2d
+
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 STEM_WIDTH = 32
@@ -58,7 +60,7 @@ def round_width(width: int, multiplier: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * scaled else rounded
 
 
-class SamePadConv2d(nn.Conv2d):
+class SamePadConv2d(Conv2d):
     """A convolution padded like TensorFlow's "SAME": for stride 2 on an even size the padding is
     ``kernel - 2`` in total, the larger half at the bottom and right; stride 1 pads symmetrically.
 

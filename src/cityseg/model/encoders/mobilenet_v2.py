@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cityseg.model.encoders.depthwise import Conv2d
+
 # (expansion, output channels, repeats, first stride) of the inverted-residual stages
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
           (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
@@ -18,7 +20,7 @@ class ConvBNReLU6(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1):
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+            Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.ReLU6(inplace=True),
         )

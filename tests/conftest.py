@@ -1,5 +1,6 @@
 """Shared fixtures: the real sample data in ../shared/data (skipped, with a reason, if absent),
-one thread for torch, and a tiny checkpoint. Shared functions live in :mod:`tests.helpers`."""
+one thread for torch, a speed cache of the session's own, and a tiny checkpoint. Shared
+functions live in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_speed_cache(tmp_path_factory):
+    """The settings the trainer measures (cityseg.runtime.tuning) are remembered in a folder of
+    the test session, not the user's cache: runs of one configuration share them, as for users."""
+    previous = os.environ.get("CITYSEG_CACHE_DIR")
+    os.environ["CITYSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("cityseg_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CITYSEG_CACHE_DIR", None)
+    else:
+        os.environ["CITYSEG_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -180,7 +180,11 @@ class TrainConfig:
     """Stop after this many validations without a better mIoU; null = never."""
     clip_grad_norm: float | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: bool = True
+    """auto: bf16 autocast where the hardware computes it (fp16 with a gradient scaler on older
+    GPUs), else fp32; on a CPU, the faster of that and fp32 for this network, batch and size,
+    measured once per machine (cityseg.train.step_setting)."""
+    channels_last: bool | Literal["auto"] = "auto"
+    """Channels-last memory layout; auto: on a GPU true, on a CPU the faster, measured as above."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
     init_from: str | None = None

@@ -45,10 +45,11 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
 def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> None:
     """Train in float16 (CPU autocast has it, with a CPU gradient scaler) and make the gradients
     of the given micro-steps (all: None) infinite while the loss stays finite."""
-    from cityseg.runtime.precision import Precision
+    from cityseg.runtime.tuning import StepSetting
     from cityseg.train import engine
 
-    monkeypatch.setattr(engine, "choose_precision", lambda name, device: Precision("fp16", device))
+    fp16 = (StepSetting("fp16", True), "")
+    monkeypatch.setattr(engine, "choose_step_setting", lambda *args: fp16)
     forward_backward, calls = engine.Trainer._forward_backward, itertools.count()
 
     def poisoned(self, *args):

@@ -187,12 +187,12 @@ def test_a_run_starts_from_another_runs_weights(scenes, tmp_path, capsys):
 def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
     """precision=auto resolves on each machine: a run saved without a gradient scaler continues
     where auto means fp16 (a GPU without native bf16), and back; each change is said."""
-    from cityseg.runtime.precision import Precision
+    from cityseg.runtime.tuning import StepSetting
     from cityseg.train import engine
 
     resolved = {"name": "fp32"}
     monkeypatch.setattr(
-        engine, "choose_precision", lambda requested, device: Precision(resolved["name"], device)
+        engine, "choose_step_setting", lambda *args: (StepSetting(resolved["name"], True), "")
     )
     run = tmp_path / "run"
     train(tiny_config(scenes, "train.epochs=1", "train.precision=auto"), run)

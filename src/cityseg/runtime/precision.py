@@ -9,6 +9,10 @@ inference alike.
   flags: Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later); otherwise float32,
   since emulated bf16 is slower (BENCHMARKS.md, sections 1, 4 and 6).
 * MPS: float32 (float16 autocast on Apple GPUs is possible with ``precision=fp16``).
+
+That is the rule, and inference follows it. Training on a CPU goes one step further: native bf16
+is not always faster for a given network and input size, so the trainer measures this rule's
+choice against float32 once per machine and configuration (:mod:`cityseg.train.step_setting`).
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch
 from cityseg.errors import ConfigError, DataError
 from cityseg.runtime.device import configure_determinism, describe_runtime, resolve_device
 from cityseg.runtime.normalize import Normalize, batch_to_device
-from cityseg.runtime.precision import choose_precision
+from cityseg.runtime.precision import Precision
 from cityseg.train import failures
 from cityseg.train.averaging import WeightAverage
 from cityseg.train.build import (
@@ -71,6 +71,7 @@ from cityseg.train.interrupt import StopSignals
 from cityseg.train.progress import EpochProgress
 from cityseg.train.run_folder import RunFolder
 from cityseg.train.schedules import Patience, build_optimizer, build_schedule, set_encoder_frozen
+from cityseg.train.step_setting import choose_step_setting
 from cityseg.train.validation import validation_scores
 
 
@@ -135,11 +136,15 @@ class Trainer:
             local_rank=info.local_rank,
             local_processes=info.local_world_size,
         )
-        self.precision = choose_precision(cfg.precision, self.device)
         configure_determinism(cfg.deterministic, self.device)
+        self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
+        setting, self.setting_note = choose_step_setting(
+            config, self.device, self.batch_per_step, info.world_size, resume_state
+        )
+        self.precision = Precision(setting.precision, self.device)
+        self.channels_last = setting.channels_last
 
         # The data and the length of the run.
-        self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
         self.splits = open_splits(config.data, cfg.seed)
         self.train_loader, self.val_loader = build_loaders(
             self.splits,
@@ -166,14 +171,14 @@ class Trainer:
 
         # The network and what trains it.
         self.raw_model, loaded = build_model(
-            config.model, self.device, cfg.channels_last, pretrained=resume_state is None
+            config.model, self.device, self.channels_last, pretrained=resume_state is None
         )
         if loaded:
             print_main(info, loaded)
         if cfg.init_from and resume_state is None:
             print_main(info, initialize_from(self.raw_model, cfg.init_from))
         norm = self.raw_model.normalization
-        self.normalize = Normalize(norm["mean"], norm["std"], cfg.channels_last).to(self.device)
+        self.normalize = Normalize(norm["mean"], norm["std"], self.channels_last).to(self.device)
         self.average = WeightAverage(self.raw_model, cfg.ema_decay) if cfg.ema_decay else None
         self.criterion, self.class_weights = build_criterion(
             config, self.splits.train, info, self.device, resume_state
@@ -259,7 +264,9 @@ class Trainer:
 
     def _run_epochs(self) -> dict[str, Any]:
         cfg, info = self.config.train, self.info
-        print_main(info, describe_runtime(self.precision, cfg.channels_last, info.world_size))
+        print_main(info, describe_runtime(self.precision, self.channels_last, info.world_size))
+        if self.setting_note:
+            print_main(info, self.setting_note)
         print_main(info, self.splits.description)
         print_main(info, self._plan_line())
         if self.sync_bn_note:
@@ -423,7 +430,7 @@ class Trainer:
         all-reduce) like the others instead of leaving them waiting for it."""
         size = int(getattr(self.raw_model, "min_size", 32))
         blank = torch.zeros(1, 3, size, size, device=self.device)
-        if self.config.train.channels_last:
+        if self.channels_last:
             blank = blank.contiguous(memory_format=torch.channels_last)
         with self._gradient_sync(step_now):
             with _inference_mode_layers(self.raw_model), self.precision.autocast():
@@ -526,6 +533,7 @@ class Trainer:
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "precision": self.precision.name,
+            "channels_last": self.channels_last,
             "early_stopping": self.stopper.state_dict(),
             "best_mean_iou": self.stopper.best,
             "class_weights": self.class_weights,

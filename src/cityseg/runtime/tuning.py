@@ -1,0 +1,158 @@
+"""The fastest number format and memory layout of a training step on this machine: measured once,
+in a few steps of each candidate, and remembered.
+
+Which of bf16 autocast and float32, channels_last and contiguous, trains a network fastest on a
+CPU depends on more than its instruction set. On the 2-core Zen 4 of BENCHMARKS.md, bf16 +
+channels_last trained the EfficientNet-Lite0 U-Net of the shipped model 1.7x faster than float32
+at 128x256 and 1.3x slower than float32 (contiguous) at 64x128, where the feature maps are a few
+pixels and every layer's overheads outweigh its arithmetic. No rule on the CPU's features gets
+both right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a CPU, the
+trainer times each candidate setting on the run's own network, batch and size, keeps the fastest
+and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
+``$XDG_CACHE_HOME/cityseg``, else ``~/.cache/cityseg``), under a key naming the CPU, its threads,
+the torch version, the network, the batch and the size: the measurement runs once per machine and
+configuration (a few seconds), and runs that share them take the same setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+CACHE_VARIABLE = "CITYSEG_CACHE_DIR"
+CACHE_FILE = "speed.json"
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    """How a training step runs: its number format and its memory layout."""
+
+    precision: str
+    channels_last: bool
+
+    def describe(self) -> str:
+        return f"{self.precision}, {'channels_last' if self.channels_last else 'contiguous'}"
+
+
+def candidate_settings(precisions: Sequence[str], layouts: Sequence[bool]) -> list[StepSetting]:
+    """Every combination of the precisions and layouts, in order, without repeats."""
+    settings = [StepSetting(p, layout) for p in precisions for layout in layouts]
+    return list(dict.fromkeys(settings))
+
+
+def time_settings(
+    make_step: Callable[[StepSetting], Callable[[], None]],
+    settings: Sequence[StepSetting],
+    steps: int = 2,
+) -> dict[StepSetting, float]:
+    """Seconds of a step of each setting: one warm-up step each, then ``steps`` rounds in turns
+    (a, b, c, a, b, c: other load on the machine falls on all alike); the fastest of each."""
+    calls = {}
+    for setting in settings:
+        calls[setting] = make_step(setting)
+        calls[setting]()  # warm-up: first-call allocations and kernel choices
+    best = dict.fromkeys(settings, float("inf"))
+    for _ in range(steps):
+        for setting, call in calls.items():
+            started = time.perf_counter()
+            call()
+            best[setting] = min(best[setting], time.perf_counter() - started)
+    return best
+
+
+def cache_folder() -> Path:
+    """Where cityseg keeps what it measured about this machine."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cityseg"
+
+
+def machine_key() -> str:
+    """The CPU, the threads torch uses and the torch version: what a measurement holds for."""
+    return (
+        f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | "
+        f"{torch.get_num_threads()} threads | torch {torch.__version__}"
+    )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fastest_setting(
+    key: str,
+    settings: Sequence[StepSetting],
+    make_step: Callable[[StepSetting], Callable[[], None]],
+    folder: Path | None = None,
+) -> tuple[StepSetting, str]:
+    """The fastest of ``settings`` for ``key`` (a description of the network, batch and size):
+    remembered if it was measured before on this machine, else measured now and remembered. Also
+    returns one line saying what was chosen and why."""
+    if len(settings) == 1:
+        return settings[0], ""
+    path = (folder or cache_folder()) / CACHE_FILE
+    full_key = f"{machine_key()} | {key} | {' / '.join(s.describe() for s in settings)}"
+    known = read_cache(path)
+    remembered = remembered_setting(known, full_key)
+    if remembered in settings:
+        return remembered, (
+            f"speed: {remembered.describe()}, the fastest when measured before ({path})"
+        )
+    started = time.perf_counter()
+    times = time_settings(make_step, settings)
+    choice = min(times, key=times.get)
+    spent = time.perf_counter() - started
+    measured = ", ".join(f"{s.describe()} {1000 * t:.0f} ms" for s, t in times.items())
+    known[full_key] = {
+        "setting": {"precision": choice.precision, "channels_last": choice.channels_last},
+        "step_ms": {s.describe(): round(1000 * t, 1) for s, t in times.items()},
+    }
+    where = f"remembered in {path}" if write_cache(path, known) else "not remembered"
+    return choice, (
+        f"speed: {choice.describe()}, the fastest of a step measured in {spent:.0f} s "
+        f"({measured}); {where}"
+    )
+
+
+def remembered_setting(known: dict, key: str) -> StepSetting | None:
+    try:
+        fields = known[key]["setting"]
+        return StepSetting(str(fields["precision"]), bool(fields["channels_last"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def read_cache(path: Path) -> dict:
+    """The measurements remembered in ``path``; an unreadable or damaged file counts as none."""
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def write_cache(path: Path, known: dict) -> bool:
+    """Write ``known`` to ``path`` whole (a reader never sees half a file); False if the folder
+    cannot be written (the choice then holds for this run only)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(known, indent=1, sort_keys=True))
+        os.replace(partial, path)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,113 @@
+"""The fastest step setting: measured once per machine and configuration, then remembered."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from cityseg.runtime import tuning
+from cityseg.runtime.tuning import StepSetting, candidate_settings, fastest_setting
+
+BF16_CL, BF16, FP32_CL, FP32 = (
+    StepSetting("bf16", True),
+    StepSetting("bf16", False),
+    StepSetting("fp32", True),
+    StepSetting("fp32", False),
+)
+SETTINGS = [BF16_CL, BF16, FP32_CL, FP32]
+
+
+def sleeping_steps(seconds: dict[StepSetting, float], calls: list[StepSetting]):
+    """A step factory whose steps sleep a setting's seconds and record the setting."""
+
+    def make_step(setting: StepSetting):
+        def step() -> None:
+            calls.append(setting)
+            time.sleep(seconds[setting])
+
+        return step
+
+    return make_step
+
+
+def refusing_steps(setting: StepSetting):
+    raise AssertionError("measured again: the remembered setting was not used")
+
+
+def test_candidates_are_every_combination_in_order_without_repeats():
+    assert candidate_settings(["bf16", "fp32"], [True, False]) == SETTINGS
+    assert candidate_settings(["fp32", "fp32"], [True]) == [FP32_CL]
+
+
+def test_the_fastest_setting_is_measured_remembered_and_reused(tmp_path):
+    seconds = {BF16_CL: 0.03, BF16: 0.03, FP32_CL: 0.03, FP32: 0.001}
+    calls: list[StepSetting] = []
+    choice, note = fastest_setting(
+        "net | batch 8", SETTINGS, sleeping_steps(seconds, calls), tmp_path
+    )
+    assert choice == FP32
+    assert sorted(set(calls), key=SETTINGS.index) == SETTINGS  # each was timed
+    assert len(calls) == 4 * 3  # a warm-up and two timed steps each
+    assert note.startswith("speed: fp32, contiguous, the fastest of a step measured in")
+    assert f"remembered in {tmp_path / 'speed.json'}" in note
+    (entry,) = json.loads((tmp_path / "speed.json").read_text()).values()
+    assert entry["setting"] == {"precision": "fp32", "channels_last": False}
+    assert set(entry["step_ms"]) == {s.describe() for s in SETTINGS}
+
+    again, note = fastest_setting("net | batch 8", SETTINGS, refusing_steps, tmp_path)
+    assert again == FP32 and "the fastest when measured before" in note
+
+
+def test_another_configuration_or_candidate_list_is_measured_apart(tmp_path):
+    seconds = {BF16_CL: 0.001, BF16: 0.02, FP32_CL: 0.02, FP32: 0.02}
+    calls: list[StepSetting] = []
+    fastest_setting("net | batch 8", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
+    first = len(calls)
+    choice, _ = fastest_setting("net | batch 1", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
+    assert choice == BF16_CL and len(calls) == 2 * first
+    choice, _ = fastest_setting(
+        "net | batch 1", [BF16, FP32], sleeping_steps(seconds, calls), tmp_path
+    )
+    assert choice in (BF16, FP32) and len(calls) == 2 * first + 6
+    assert len(json.loads((tmp_path / "speed.json").read_text())) == 3
+
+
+def test_a_remembered_setting_is_for_this_machine_only(tmp_path, monkeypatch):
+    seconds = dict.fromkeys(SETTINGS, 0.001)
+    fastest_setting("net", SETTINGS, sleeping_steps(seconds, []), tmp_path)
+    monkeypatch.setattr(tuning, "cpu_model", lambda: "Another CPU")
+    calls: list[StepSetting] = []
+    fastest_setting("net", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
+    assert calls  # measured again
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"k": {"setting": 3}}'])
+def test_a_damaged_cache_counts_as_nothing_remembered(tmp_path, content):
+    (tmp_path / "speed.json").write_text(content)
+    seconds = {BF16_CL: 0.02, BF16: 0.02, FP32_CL: 0.001, FP32: 0.02}
+    choice, note = fastest_setting("net", SETTINGS, sleeping_steps(seconds, []), tmp_path)
+    assert choice == FP32_CL and "remembered in" in note
+    assert json.loads((tmp_path / "speed.json").read_text())  # rewritten whole
+
+
+def test_an_unwritable_cache_folder_still_gives_the_fastest(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    seconds = {BF16_CL: 0.001, BF16: 0.02, FP32_CL: 0.02, FP32: 0.02}
+    choice, note = fastest_setting("net", SETTINGS, sleeping_steps(seconds, []), blocker / "sub")
+    assert choice == BF16_CL and note.endswith("not remembered")
+
+
+def test_a_single_candidate_is_not_measured(tmp_path):
+    assert fastest_setting("net", [FP32], refusing_steps, tmp_path) == (FP32, "")
+    assert not (tmp_path / "speed.json").exists()
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CITYSEG_CACHE_DIR", str(tmp_path / "mine"))
+    assert tuning.cache_folder() == tmp_path / "mine"
+    monkeypatch.delenv("CITYSEG_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tuning.cache_folder() == tmp_path / "xdg" / "cityseg"

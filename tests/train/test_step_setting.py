@@ -1,0 +1,97 @@
+"""The precision and layout a run trains with: given, kept on resume, or measured on a CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cityseg.runtime.precision import cpu_bf16_support
+from cityseg.runtime.tuning import StepSetting
+from cityseg.train import step_setting
+from cityseg.train.step_setting import choose_step_setting, probe_step
+from tests.helpers.training import tiny_config
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("CITYSEG_CACHE_DIR", str(tmp_path))
+    return tmp_path / "speed.json"
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(step_setting, "fastest_setting", refuse)
+
+
+def config(tmp_path, *overrides):
+    return tiny_config(tmp_path, "model.base_width=4", "data.size=[32, 64]", *overrides)
+
+
+def test_a_given_precision_and_layout_are_used_unmeasured(tmp_path, cache, no_measuring):
+    chosen = choose_step_setting(
+        config(tmp_path, "train.precision=fp32", "train.channels_last=false"), CPU, 2
+    )
+    assert chosen == (StepSetting("fp32", False), "")
+    assert not cache.exists()
+
+
+def test_auto_on_a_cpu_is_measured_once_and_remembered(tmp_path, cache):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    setting, note = choose_step_setting(auto, CPU, 2)
+    precisions = {"bf16", "fp32"} if cpu_bf16_support() != "none" else {"fp32"}
+    assert setting.precision in precisions
+    assert note.startswith(f"speed: {setting.describe()}, the fastest of a step measured in")
+    (entry,) = json.loads(cache.read_text()).values()
+    assert len(entry["step_ms"]) == 2 * len(precisions)  # each precision, both layouts
+    again, note = choose_step_setting(auto, CPU, 2)
+    assert again == setting and "the fastest when measured before" in note
+    _, note = choose_step_setting(auto, CPU, 4)  # another batch: measured apart
+    assert "measured in" in note and len(json.loads(cache.read_text())) == 2
+
+
+def test_only_the_auto_part_is_measured(tmp_path, cache):
+    setting, _ = choose_step_setting(
+        config(tmp_path, "train.precision=fp32", "train.channels_last=auto"), CPU, 2
+    )
+    assert setting.precision == "fp32"
+    (entry,) = json.loads(cache.read_text()).values()
+    assert set(entry["step_ms"]) == {"fp32, channels_last", "fp32, contiguous"}
+
+
+def test_a_resumed_run_keeps_the_setting_its_checkpoint_recorded(tmp_path, no_measuring):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    state = {"precision": "fp32", "channels_last": False}
+    setting, note = choose_step_setting(auto, CPU, 2, resume_state=state)
+    assert setting == StepSetting("fp32", False)
+    assert note == "speed: fp32, contiguous, as the run trained so far"
+    older = {"precision": "fp32"}  # written before the layout was recorded: channels_last
+    assert choose_step_setting(auto, CPU, 2, resume_state=older)[0] == StepSetting("fp32", True)
+
+
+def test_a_setting_the_configuration_now_excludes_is_not_kept_on_resume(tmp_path, no_measuring):
+    given = config(tmp_path, "train.precision=fp32", "train.channels_last=true")
+    state = {"precision": "bf16", "channels_last": False}
+    assert choose_step_setting(given, CPU, 2, resume_state=state)[0] == StepSetting("fp32", True)
+
+
+def test_several_processes_take_the_rule_unmeasured(tmp_path, no_measuring):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    setting, note = choose_step_setting(auto, CPU, 2, world_size=2)
+    assert setting.channels_last and note == ""
+
+
+def test_the_probe_trains_a_copy_and_leaves_the_random_state_alone(tmp_path):
+    dropout = config(tmp_path, "model.dropout=0.5", "train.precision=fp32")
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    step = probe_step(dropout, CPU, StepSetting("fp32", True), 2, (32, 64))
+    step()
+    step()
+    assert torch.equal(torch.get_rng_state(), before)

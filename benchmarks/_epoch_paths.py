@@ -1,9 +1,10 @@
 """The epochs that bench_epoch.py compares, each run in its own process.
 
-``run_path(args)`` (``args.path``: baseline, fp32, or cityseg with any allocator) trains one epoch
-on the first ``train_images`` pairs and validates on the next ``val_images``, and returns the
-times: training (and, within it, the time spent waiting for the next batch), validation (and,
-within it, the time spent computing the metrics), and the mIoU.
+``run_path(args)`` (``args.path``: baseline, fp32, or cityseg with one of bench_epoch's switches)
+trains one epoch on the first ``train_images`` pairs and validates on the next ``val_images``, and
+returns the times: training (and, within it, the time spent waiting for the next batch),
+validation (and, within it, the time spent computing the metrics), the system CPU time and peak
+memory of the process, and the mIoU.
 """
 
 from __future__ import annotations
@@ -24,8 +25,30 @@ def run_path(args) -> dict:
     torch.manual_seed(0)
     random.seed(0)
     size = parse_size(args.size)
+    if args.path == "cityseg+threads1":
+        torch.set_num_threads(1)
     run = run_baseline if args.path == "baseline" else run_cityseg
-    return run(args, device, size)
+    result = run(args, device, size)
+    result.update(process_costs())
+    return result
+
+
+def process_costs() -> dict:
+    """System CPU time of this process and its finished children, and its peak resident memory."""
+    import resource
+
+    system = sum(
+        resource.getrusage(who).ru_stime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"system_seconds": system, "peak_rss_mib": peak}
+
+
+def build_network(args):
+    from cityseg.config import ModelConfig
+    from cityseg.model import model_from_config
+
+    return model_from_config(ModelConfig(**args.model).model_kwargs())
 
 
 # --- the baseline, as the seed notebooks write it -------------------------------------------------
@@ -78,13 +101,12 @@ def run_baseline(args, device, size) -> dict:
     from torch.utils.data import DataLoader
 
     from cityseg.data import PairsDataset
-    from cityseg.model import UNet
 
     files = [s.image_path for s in PairsDataset(args.root, "train").samples]
     files = files[: args.train_images + args.val_images]
     train = DataLoader(NotebookPairs(files[: args.train_images], size, True), args.batch_size, True)
     val = DataLoader(NotebookPairs(files[args.train_images :], size, False), args.batch_size)
-    model = UNet(base_width=args.width, depth=args.depth, upsampling=args.upsampling).to(device)
+    model = build_network(args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def train_step(images, targets):
@@ -121,17 +143,12 @@ def run_cityseg(args, device, size) -> dict:
     from cityseg.data.loader import Splits, SubsetDataset, build_loaders, set_epoch
     from cityseg.metrics.confusion import ConfusionMatrix
     from cityseg.metrics.summary import summarize
-    from cityseg.normalization import IMAGENET_NORMALIZATION
     from cityseg.runtime.device import configure_determinism
     from cityseg.runtime.normalize import Normalize, batch_to_device
-    from cityseg.runtime.precision import (
-        Precision,
-        choose_precision,
-        cpu_bf16_support,
-        cuda_bf16_support,
-    )
+    from cityseg.runtime.precision import Precision
     from cityseg.train.build import build_model
     from cityseg.train.losses import SegmentationLoss
+    from cityseg.train.schedules import build_optimizer
 
     cached = CachedDataset(args.cache, "train", args.root, size, "pairs")
     count = args.train_images + args.val_images
@@ -141,23 +158,26 @@ def run_cityseg(args, device, size) -> dict:
         "pairs",
         "",
     )
-    data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5)
+    switch = args.path.partition("+")[2]
+    workers = 0 if switch == "workers0" else "auto"
+    data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5, workers=workers)
     # As the trainer sets them: pinned batches on CUDA, cuDNN's autotuner (deterministic=False).
     configure_determinism(TrainConfig().deterministic, device)
     pin_memory = device.type == "cuda"
     train, val = build_loaders(splits, data, args.batch_size, seed=0, pin_memory=pin_memory)
     set_epoch(train, 0)
-    eager = args.path == "fp32"  # the network's speed-ups off: float32, contiguous
-    channels_last = not eager
-    model_config = ModelConfig(base_width=args.width, depth=args.depth, upsampling=args.upsampling)
-    model, _ = build_model(model_config, device, channels_last=channels_last)
-    rules = (cpu_bf16_support, cuda_bf16_support, choose_precision)
-    name = "fp32" if eager else args.precision or fast_precision(device, *rules)
+    name, channels_last = args.setting["precision"], args.setting["channels_last"]
+    if args.path == "fp32":  # the network's speed-ups off: float32, contiguous
+        name, channels_last = "fp32", False
+    name = switch if switch in ("fp32", "bf16") else name
+    channels_last = {"contiguous": False, "channels_last": True}.get(switch, channels_last)
+    model, _ = build_model(ModelConfig(**args.model), device, channels_last, pretrained=False)
     precision = Precision(name, device)
     scaler = precision.grad_scaler()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3))
     criterion = SegmentationLoss(19).to(device)
-    normalize = Normalize(**IMAGENET_NORMALIZATION, channels_last=channels_last).to(device)
+    norm = model.normalization
+    normalize = Normalize(norm["mean"], norm["std"], channels_last=channels_last).to(device)
 
     def train_step(images, targets):
         images, targets = batch_to_device(images, targets, normalize)
@@ -189,24 +209,15 @@ def run_cityseg(args, device, size) -> dict:
     layout = "channels_last" if channels_last else "contiguous"
     result["setup"] = (
         f"precision {name}, {layout}, {train.num_workers} loader worker(s), "
-        f"allocator {active_allocator()}"
+        f"{torch.get_num_threads()} thread(s), allocator {describe_allocator()}"
     )
     return result
 
 
-def active_allocator() -> str:
-    from cityseg.runtime.allocator import active_allocator as allocator
+def describe_allocator() -> str:
+    from cityseg.runtime.allocator import describe_allocator as allocator
 
     return allocator()
-
-
-def fast_precision(device, cpu_bf16_support, cuda_bf16_support, choose_precision) -> str:
-    """bf16 where the hardware computes it natively, else what ``precision=auto`` picks."""
-    if device.type == "cpu" and cpu_bf16_support() != "none":
-        return "bf16"
-    if device.type == "cuda" and cuda_bf16_support(device) == "native":
-        return "bf16"
-    return choose_precision("auto", device).name
 
 
 # --- shared -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """One training epoch plus validation, end to end: cityseg against a notebook-style baseline.
 
-Same model (UNet), same images (the first N + M pairs JPEGs: N to train, M to validate), same
+Same network, same images (the first N + M pairs JPEGs: N to train, M to validate), same
 batch size, size and augmentation (horizontal flip), each in a fresh process:
 
 * baseline, written as the seed notebooks are: PIL decode in ``__getitem__``, a nearest-colour loop
@@ -10,17 +10,27 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
 * fp32: cityseg's data path and metrics with its speed-ups for the network switched off (float32,
   contiguous layout): what the speed-ups themselves are worth;
 * cityseg: the memory-mapped cache (its one-off preparation is timed apart), the training loader
-  (uint8 batches, one worker per spare core), normalisation on the device, channels_last and
-  bf16 autocast where the hardware has bf16 (else the automatic precision), the bincount
-  confusion matrix, the allocator ``cityseg train`` uses by default;
-* cityseg+jemalloc, cityseg+tcmalloc: the same with that allocator preloaded (when installed), to
-  check that no switch beats the default.
+  (uint8 batches, one worker per spare core), normalisation on the device, the precision and
+  memory layout ``cityseg train`` takes by default (on a CPU the fastest of bf16/float32 x
+  channels_last/contiguous, measured once and remembered: the measurement is timed apart), the
+  bincount confusion matrix, the allocator ``cityseg train`` uses by default;
+* train: ``cityseg train`` itself, one epoch with its defaults on the same cache, network, size
+  and batch (its own 10% hold-out of the 300 images, chosen by its seed; its learning-rate
+  schedule, progress line, metrics and run folder included); the times come from its
+  metrics.jsonl, so the data wait and metric time are not known there;
+* cityseg+SWITCH: the same as cityseg with one choice of the default changed (another
+  allocator, no loader worker, one thread, contiguous layout, float32), to check that no switch
+  beats the default.
 
-Presets: ``tiny`` is configs/tiny.yaml's network and batch (width 16, depth 4, 128x256, batch 8);
-``peer`` is milesial/Pytorch-UNet's defaults (width 64, depth 4, transposed convolutions, batch 1)
-at 128x128.
+Presets (``_presets.py``): ``tiny`` is configs/tiny.yaml's network and batch (width 16, depth 4,
+128x256, batch 8); ``peer`` is milesial/Pytorch-UNet's defaults (width 64, depth 4, transposed
+convolutions, batch 1) at 128x128, ``peer8`` the same at batch 8; ``pairs`` the shipped model's
+EfficientNet-Lite0 U-Net at 128x256, batch 8, and ``demo-half`` the same at 64x128 (the demo's
+first stage). ``--paths all`` adds every switch of ``SWITCHES``: the default with one of its
+choices changed (allocator, loader workers, threads, layout, precision).
 
-    python benchmarks/bench_epoch.py [--preset tiny|peer] [--pairs DIR] [--train-images 32]
+    python benchmarks/bench_epoch.py --preset tiny --paths all
+    python benchmarks/bench_epoch.py [--preset NAME] [--pairs DIR] [--train-images 32]
     python benchmarks/bench_epoch.py --smoke
 """
 
@@ -46,15 +56,23 @@ from _common import (
     use_fast_allocator,
 )
 from _epoch_paths import run_path
+from _presets import PRESETS, describe_model
 
 TARGET = 4.0
-PATHS = ("baseline", "fp32", "cityseg", "cityseg+jemalloc", "cityseg+tcmalloc")
-PRESETS = {
-    "tiny": {"width": 16, "depth": 4, "upsampling": "bilinear", "size": "128x256",
-             "batch_size": 8, "train_images": 270, "val_images": 30},
-    "peer": {"width": 64, "depth": 4, "upsampling": "transpose", "size": "128x128",
-             "batch_size": 1, "train_images": 270, "val_images": 30},
-}  # fmt: skip
+# What each switch changes in cityseg's default: (environment, description). The step setting
+# switches are run for the precision and layout that the default did not choose.
+SWITCHES = {
+    "glibc-defaults": ({"CITYSEG_ALLOCATOR": "glibc-defaults"}, "glibc's allocator untuned"),
+    "jemalloc": ({"CITYSEG_ALLOCATOR": "jemalloc"}, "jemalloc preloaded"),
+    "tcmalloc": ({"CITYSEG_ALLOCATOR": "tcmalloc"}, "tcmalloc preloaded"),
+    "workers0": ({}, "no loader worker: batches made between steps, 2 torch threads"),
+    "threads1": ({}, "1 torch thread, 1 loader worker"),
+    "fp32": ({}, "float32, the default's layout"),
+    "bf16": ({}, "bf16 autocast, the default's layout"),
+    "contiguous": ({}, "contiguous layout, the default's precision"),
+    "channels_last": ({}, "channels_last layout, the default's precision"),
+}
+PATHS = ("baseline", "fp32", "cityseg", "train", *(f"cityseg+{name}" for name in SWITCHES))
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -69,14 +87,15 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--upsampling", choices=("bilinear", "transpose"), default="bilinear")
     parser.add_argument(
         "--paths",
-        default="baseline,fp32,cityseg,cityseg+jemalloc",
-        help="comma-separated paths to run (baseline, fp32, cityseg, cityseg+jemalloc, "
-        "cityseg+tcmalloc)",
+        default="baseline,fp32,cityseg",
+        help=f"comma-separated paths to run: {', '.join(PATHS)}, or 'all'",
     )
     parser.add_argument("--size", default="256x512", metavar="HxW")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--precision", help="cityseg path: fp32, bf16, fp16 (default: see above)")
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # ModelConfig fields, JSON
+    parser.add_argument("--setting", help=argparse.SUPPRESS)  # the default's, JSON
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -85,11 +104,19 @@ def parse_arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_arguments()
-    for name, value in PRESETS.get(args.preset, {}).items():
-        setattr(args, name, value)
+    if args.preset:
+        args.train_images, args.val_images = 270, 30
+        for name, value in PRESETS[args.preset].items():
+            setattr(args, name, value)
     if args.smoke:
-        args.train_images, args.val_images, args.width, args.size = 4, 2, 4, "64x128"
-        args.batch_size, args.paths = 2, "baseline,fp32,cityseg"
+        args.train_images, args.val_images, args.size, args.batch_size = 4, 2, "64x128", 2
+        args.paths, args.model = "baseline,fp32,cityseg,train", {"base_width": 4}
+    if isinstance(args.model, str):
+        args.model = json.loads(args.model)
+    if isinstance(args.setting, str):
+        args.setting = json.loads(args.setting)
+    elif args.model is None:
+        args.model = {"base_width": args.width, "depth": args.depth, "upsampling": args.upsampling}
     if args.path and args.path.startswith("cityseg"):
         use_fast_allocator()
     if args.path:
@@ -101,8 +128,10 @@ def main() -> None:
 
 
 def compare(args, scratch: Path) -> None:
+    from cityseg.config import load_config
     from cityseg.data.prepare import prepare_cache
-    from cityseg.runtime.allocator import find_allocator
+    from cityseg.runtime.allocator import LIBRARIES, find_allocator
+    from cityseg.train.step_setting import choose_step_setting
 
     device = resolve_device(args.device, args.threads, args.smoke)
     height, width = parse_size(args.size)
@@ -121,27 +150,38 @@ def compare(args, scratch: Path) -> None:
     prepare_seconds = time.perf_counter() - started
     print(
         f"- {args.train_images} training + {args.val_images} validation images of {root}, "
-        f"{height}x{width}, UNet width {args.width} depth {args.depth} ({args.upsampling} "
-        f"upsampling), batch {args.batch_size}, device {device}"
+        f"{height}x{width}, {describe_model(args.model)}, batch {args.batch_size}, "
+        f"device {device}"
     )
+    config = bench_config(args, root, scratch)
+    started = time.perf_counter()
+    setting, note = choose_step_setting(load_config(config), device, args.batch_size)
+    args.setting = {"precision": setting.precision, "channels_last": setting.channels_last}
+    print(f"- default step setting: {setting.describe()} ({note or 'the only candidate'}; "
+          f"{time.perf_counter() - started:.1f} s)")  # fmt: skip
     paths = [path.strip() for path in args.paths.split(",") if path.strip()]
+    if paths == ["all"]:
+        chosen = {setting.precision, "channels_last" if setting.channels_last else "contiguous"}
+        paths = [path for path in PATHS if path.partition("+")[2] not in chosen]
     unknown = sorted(set(paths) - set(PATHS))
     if unknown or "cityseg" not in paths:
         raise SystemExit(f"--paths: give cityseg and any of {', '.join(PATHS)}; got {args.paths}")
     results = {}
     for path in paths:
         allocator = path.partition("+")[2]
-        if allocator and find_allocator(allocator) is None:
+        if allocator in LIBRARIES and find_allocator(allocator) is None:
             print(f"- {path}: lib{allocator} is not installed; left out")
             continue
-        if args.smoke:  # in this process: seconds matter more than allocators here
+        if path == "train":
+            results[path] = run_train_command(args, config, scratch)
+        elif args.smoke:  # in this process: seconds matter more than allocators here
             results[path] = run_path(argparse.Namespace(**{
                 **vars(args), "path": path, "root": str(root), "cache": str(scratch / "cache"),
             }))  # fmt: skip
         else:
             results[path] = run_in_subprocess(args, path, root, scratch)
         print(f"  {path}: {results[path]}", file=sys.stderr, flush=True)
-    print("- baseline: float32, contiguous, DataLoader(num_workers=0), allocator glibc")
+    print("- baseline: float32, contiguous, DataLoader(num_workers=0), glibc's allocator untuned")
     for path, result in results.items():
         if "setup" in result:
             print(f"- {path}: {result['setup']}")
@@ -152,14 +192,16 @@ def compare(args, scratch: Path) -> None:
         train_rate = args.train_images / result["train_seconds"]
         rows.append(
             [
-                path, f"{result['train_seconds']:.1f}", f"{result['data_wait_seconds']:.1f}",
-                f"{result['val_seconds']:.1f}", f"{result['metric_seconds']:.3f}",
-                f"{result['epoch_seconds']:.1f}", f"{train_rate:.2f}", f"{result['mean_iou']:.4f}",
+                path, f"{result['train_seconds']:.1f}", seconds(result, "data_wait_seconds", 1),
+                f"{result['val_seconds']:.1f}", seconds(result, "metric_seconds", 3),
+                f"{result['epoch_seconds']:.1f}", f"{train_rate:.2f}",
+                f"{result.get('system_seconds', 0):.1f}", f"{result.get('peak_rss_mib', 0):.0f}",
+                f"{result['mean_iou']:.4f}",
             ]
         )  # fmt: skip
     headers = [
         "path", "train s", "of which data wait s", "validation s", "of which metrics s",
-        "epoch s", "train img/s", "val mIoU",
+        "epoch s", "train img/s", "system CPU s", "peak RSS MiB", "val mIoU",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
     print("\nRatios (same run):")
@@ -174,7 +216,7 @@ def ratio_lines(results: dict, prepare_seconds: float) -> list[str]:
     if "baseline" in results:
         baseline = results["baseline"]
         lines += [
-            f"epoch: cityseg {baseline['epoch_seconds'] / default:.2f}x faster than the "
+            f"epoch: cityseg {speed(baseline['epoch_seconds'] / default)} the "
             f"notebook-style baseline (target >= {TARGET:g}x at the default size, >= 1.3x at the "
             "peer's settings)",
             "epoch including the one-off cache preparation: "
@@ -184,7 +226,7 @@ def ratio_lines(results: dict, prepare_seconds: float) -> list[str]:
         ]
     if "fp32" in results:
         lines.append(
-            f"epoch: cityseg {results['fp32']['epoch_seconds'] / default:.2f}x faster than its "
+            f"epoch: cityseg {speed(results['fp32']['epoch_seconds'] / default)} its "
             "own data path in float32, contiguous (target >= 2x at the tiny preset)"
         )
     for path, result in results.items():
@@ -195,6 +237,73 @@ def ratio_lines(results: dict, prepare_seconds: float) -> list[str]:
     return lines
 
 
+def seconds(result: dict, key: str, digits: int) -> str:
+    return "-" if result.get(key) is None else f"{result[key]:.{digits}f}"
+
+
+def speed(ratio: float) -> str:
+    """'2.53x as fast as' or, below one, '0.48x as fast as (slower than)'."""
+    return f"{ratio:.2f}x as fast as" + (" (slower than)" if ratio < 1 else "")
+
+
+def bench_config(args, root: Path, scratch: Path) -> Path:
+    """The YAML configuration of a ``cityseg train`` run of this bench: its network, size, batch
+    and cache, every other setting the default."""
+    import yaml
+
+    count = args.train_images + args.val_images
+    height, width = parse_size(args.size)
+    config = {
+        "data": {
+            "format": "pairs", "root": str(root), "cache": str(scratch / "cache"),
+            "size": [height, width], "scale": [1.0, 1.0], "hflip": 0.5, "max_images": count,
+            "val_fraction": args.val_images / count,
+        },
+        "model": args.model,
+        "train": {"epochs": 1, "batch_size": args.batch_size, "seed": 0, "log_every": 10_000},
+    }  # fmt: skip
+    if args.precision:
+        config["train"]["precision"] = args.precision
+    path = scratch / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_train_command(args, config: Path, scratch: Path) -> dict:
+    """``cityseg train`` for one epoch with ``config``, the default allocator and speed cache."""
+    run = scratch / "train_run"
+    command = [sys.executable, "-m", "cityseg", "train", "--config", str(config), "--out", str(run)]
+    env = default_environment()
+    if args.threads or args.smoke:
+        env["OMP_NUM_THREADS"] = str(args.threads or 1)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if status:
+        raise SystemExit(f"cityseg train failed ({status}): {' '.join(command)}")
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    train_seconds = args.train_images / record["images_per_s"]
+    return {
+        "train_seconds": train_seconds,
+        "data_wait_seconds": None,
+        "val_seconds": record["time"] - train_seconds,
+        "metric_seconds": None,
+        "epoch_seconds": record["time"],
+        "mean_iou": record["mean_iou"] or 0.0,
+        "system_seconds": usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "setup": "cityseg train --config (the bench's network, size, batch and cache), "
+        "every other setting its default",
+    }
+
+
+def default_environment() -> dict[str, str]:
+    """This environment without any allocator choice: what a user gets by default."""
+    env = dict(os.environ)
+    for name in ("LD_PRELOAD", "CITYSEG_ALLOCATOR", "GLIBC_TUNABLES"):
+        env.pop(name, None)
+    return env
+
+
 def run_in_subprocess(args, path: str, root: Path, scratch: Path) -> dict:
     """Run one path in a fresh Python (its own allocator, no warm state from the other)."""
     result = scratch / f"{path}.json"
@@ -202,18 +311,16 @@ def run_in_subprocess(args, path: str, root: Path, scratch: Path) -> dict:
         sys.executable, str(Path(__file__).resolve()), "--path", path, "--root", str(root),
         "--cache", str(scratch / "cache"), "--result", str(result),
         "--train-images", str(args.train_images), "--val-images", str(args.val_images),
-        "--width", str(args.width), "--depth", str(args.depth), "--upsampling", args.upsampling,
-        "--size", args.size, "--batch-size", str(args.batch_size), "--device", args.device,
+        "--model", json.dumps(args.model), "--setting", json.dumps(args.setting),
+        "--size", args.size,
+        "--batch-size", str(args.batch_size), "--device", args.device,
     ]  # fmt: skip
     if args.threads or args.smoke:
         command += ["--threads", str(args.threads or 1)]
     if args.precision:
         command += ["--precision", args.precision]
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env["CITYSEG_ALLOCATOR"] = path.partition("+")[2] or "system"
-    if path == "cityseg":
-        env.pop("CITYSEG_ALLOCATOR")  # the default, whatever it is
+    env = default_environment()
+    env.update(SWITCHES.get(path.partition("+")[2], ({}, ""))[0])
     subprocess.run(command, check=True, env=env)
     return json.loads(result.read_text())
 

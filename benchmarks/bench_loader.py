@@ -10,7 +10,7 @@ For each format (pairs JPEGs, official Cityscapes PNGs at 2048x1024):
   batches) with one worker per spare core, timed after its first batch.
 
 The consumption rate is the training step of the same configuration (default configs/tiny.yaml:
-width 16 at 128x256, batch 8, channels_last and the automatic precision), the fastest model the
+width 16 at 128x256, batch 8, the precision and layout the trainer takes), the fastest model the
 project ships and so the hardest to feed. Target: loader >= 3x consumption.
 
     python benchmarks/bench_loader.py [--pairs DIR] [--cityscapes DIR] [--config FILE]
@@ -79,7 +79,7 @@ def main() -> None:
 
 
 def run(args, config, device, scratch: Path) -> None:
-    from bench_train_step import build_step
+    from _steps import build_step
 
     from cityseg.data.loader import training_workers
 
@@ -134,15 +134,16 @@ def run(args, config, device, scratch: Path) -> None:
 
 
 def consumption_rate(config, device, build_step, iterations: int) -> float:
-    """Training images/s of the configuration's model at its size and batch (fast path)."""
-    from cityseg.runtime.precision import choose_precision
+    """Training images/s of the configuration's model at its size and batch, in the precision and
+    layout the trainer takes for it."""
+    from cityseg.train.step_setting import choose_step_setting
 
-    precision = choose_precision(config.train.precision, device).name
+    batch = config.train.batch_size
+    setting, _ = choose_step_setting(config, device, batch)
     size = tuple(config.data.crop or config.data.size)
     step = build_step(
-        device, config.model.base_width, size, config.train.batch_size, precision,
-        config.train.channels_last, False,
-    )  # fmt: skip
+        device, config.model, size, batch, setting.precision, setting.channels_last, False
+    )
     times = time_calls(step, device, warmup=1, iterations=iterations, max_seconds=8)
     return config.train.batch_size / median(times)
 

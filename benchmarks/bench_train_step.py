@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from _common import (
     add_common_arguments,
@@ -39,6 +38,7 @@ from _common import (
     time_round_robin,
     use_fast_allocator,
 )
+from _steps import build_step
 
 VARIANTS = ("fp32", "channels_last", "half", "half+channels_last", "compile")
 
@@ -200,63 +200,14 @@ def warm_steps(device, config, variants, half: str, auto: str):
     for variant in variants:
         precision, channels_last, compiled = variant_settings(variant, half, auto)
         try:
-            step = build_step(device, width, size, batch, precision, channels_last, compiled)
+            config = model_config(width)
+            step = build_step(device, config, size, batch, precision, channels_last, compiled)
             first[variant] = time_calls(step, device, warmup=0, iterations=1)[0]
         except Exception as error:  # noqa: BLE001 - reported in the table
             failures[variant] = f"failed: {type(error).__name__}: {error}"[:80].replace("|", "/")
             continue
         steps[variant] = step
     return steps, first, failures
-
-
-def build_step(
-    device,
-    width: int,
-    size: tuple[int, int],
-    batch: int,
-    precision_name: str,
-    channels_last: bool,
-    compiled: bool,
-) -> Callable[[], None]:
-    """One training step as the trainer runs it (cuDNN settings and pinned batches included), on
-    a fixed random uint8 batch."""
-    import torch
-
-    from cityseg.config import TrainConfig
-    from cityseg.model import model_normalization
-    from cityseg.runtime.device import configure_determinism
-    from cityseg.runtime.normalize import Normalize, batch_to_device
-    from cityseg.runtime.precision import Precision
-    from cityseg.train.build import build_model
-    from cityseg.train.losses import SegmentationLoss
-
-    configure_determinism(TrainConfig().deterministic, device)
-    torch.manual_seed(0)
-    config = model_config(width)
-    model = build_model(config, device, channels_last)[0].train()
-    step_model = torch.compile(model) if compiled else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    precision = Precision(precision_name, device)
-    scaler = precision.grad_scaler()
-    criterion = SegmentationLoss(19).to(device)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=generator)
-    targets = torch.randint(0, 19, (batch, *size), dtype=torch.uint8, generator=generator)
-    if device.type == "cuda":
-        images, targets = images.pin_memory(), targets.pin_memory()
-    norm = model_normalization(config.model_kwargs())
-    normalize = Normalize(norm["mean"], norm["std"], channels_last).to(device)
-
-    def step() -> None:
-        x, y = batch_to_device(images, targets, normalize)
-        with precision.autocast():
-            logits = step_model(x)
-        scaler.scale(criterion(logits, y)).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
 
 
 if __name__ == "__main__":

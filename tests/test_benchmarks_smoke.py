@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["bench_train_step.py", "bench_loader.py", "bench_epoch.py", "bench_inference.py"]
+SCRIPTS = [
+    "bench_train_step.py",
+    "bench_loader.py",
+    "bench_epoch.py",
+    "bench_inference.py",
+    "bench_profile.py",
+    "bench_layers.py",
+]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

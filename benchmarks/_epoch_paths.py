@@ -40,8 +40,18 @@ def process_costs() -> dict:
     system = sum(
         resource.getrusage(who).ru_stime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"system_seconds": system, "peak_rss_mib": peak}
+    return {"system_seconds": system, "peak_rss_mib": peak_memory_mib()}
+
+
+def peak_memory_mib() -> float | None:
+    """This process's peak resident memory (VmHWM: its own, not what it forked from)."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def build_network(args):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,8 +80,8 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--pairs", help="pairs dataset root (default: ../shared/data/pairs)")
-    parser.add_argument("--train-images", type=int, default=32)
-    parser.add_argument("--val-images", type=int, default=16)
+    parser.add_argument("--train-images", type=int, help="default 32; 270 with --preset")
+    parser.add_argument("--val-images", type=int, help="default 16; 30 with --preset")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="network, size and batch")
     parser.add_argument("--width", type=int, default=16, help="U-Net base width")
     parser.add_argument("--depth", type=int, default=4, help="U-Net levels")
@@ -93,6 +94,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--size", default="256x512", metavar="HxW")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--precision", help="cityseg path: fp32, bf16, fp16 (default: see above)")
+    parser.add_argument("--rounds", type=int, default=1, help="run every path this many times")
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)  # ModelConfig fields, JSON
     parser.add_argument("--setting", help=argparse.SUPPRESS)  # the default's, JSON
@@ -105,18 +107,19 @@ def parse_arguments() -> argparse.Namespace:
 def main() -> None:
     args = parse_arguments()
     if args.preset:
-        args.train_images, args.val_images = 270, 30
+        args.train_images, args.val_images = args.train_images or 270, args.val_images or 30
         for name, value in PRESETS[args.preset].items():
             setattr(args, name, value)
     if args.smoke:
         args.train_images, args.val_images, args.size, args.batch_size = 4, 2, "64x128", 2
         args.paths, args.model = "baseline,fp32,cityseg,train", {"base_width": 4}
+    args.train_images, args.val_images = args.train_images or 32, args.val_images or 16
     if isinstance(args.model, str):
         args.model = json.loads(args.model)
-    if isinstance(args.setting, str):
-        args.setting = json.loads(args.setting)
     elif args.model is None:
         args.model = {"base_width": args.width, "depth": args.depth, "upsampling": args.upsampling}
+    if isinstance(args.setting, str):
+        args.setting = json.loads(args.setting)
     if args.path and args.path.startswith("cityseg"):
         use_fast_allocator()
     if args.path:
@@ -166,21 +169,24 @@ def compare(args, scratch: Path) -> None:
     unknown = sorted(set(paths) - set(PATHS))
     if unknown or "cityseg" not in paths:
         raise SystemExit(f"--paths: give cityseg and any of {', '.join(PATHS)}; got {args.paths}")
-    results = {}
-    for path in paths:
-        allocator = path.partition("+")[2]
-        if allocator in LIBRARIES and find_allocator(allocator) is None:
-            print(f"- {path}: lib{allocator} is not installed; left out")
-            continue
-        if path == "train":
-            results[path] = run_train_command(args, config, scratch)
-        elif args.smoke:  # in this process: seconds matter more than allocators here
-            results[path] = run_path(argparse.Namespace(**{
-                **vars(args), "path": path, "root": str(root), "cache": str(scratch / "cache"),
-            }))  # fmt: skip
-        else:
-            results[path] = run_in_subprocess(args, path, root, scratch)
-        print(f"  {path}: {results[path]}", file=sys.stderr, flush=True)
+    missing = [p for p in paths if p.partition("+")[2] in LIBRARIES and not find_allocator(p[8:])]
+    for path in missing:
+        print(f"- {path}: lib{path[8:]} is not installed; left out")
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):  # in turns: a drift of the machine's speed falls on all alike
+        for path in [p for p in paths if p not in missing]:
+            if path == "train":
+                result = run_train_command(args, config, scratch)
+            elif args.smoke:  # in this process: seconds matter more than allocators here
+                result = run_path(argparse.Namespace(**{
+                    **vars(args), "path": path, "root": str(root),
+                    "cache": str(scratch / "cache"),
+                }))  # fmt: skip
+            else:
+                result = run_in_subprocess(args, path, root, scratch)
+            runs.setdefault(path, []).append(result)
+            print(f"  {path}: {result}", file=sys.stderr, flush=True)
+    results = {path: median_run(found) for path, found in runs.items()}
     print("- baseline: float32, contiguous, DataLoader(num_workers=0), glibc's allocator untuned")
     for path, result in results.items():
         if "setup" in result:
@@ -194,16 +200,22 @@ def compare(args, scratch: Path) -> None:
             [
                 path, f"{result['train_seconds']:.1f}", seconds(result, "data_wait_seconds", 1),
                 f"{result['val_seconds']:.1f}", seconds(result, "metric_seconds", 3),
-                f"{result['epoch_seconds']:.1f}", f"{train_rate:.2f}",
-                f"{result.get('system_seconds', 0):.1f}", f"{result.get('peak_rss_mib', 0):.0f}",
+                " / ".join(f"{run['epoch_seconds']:.1f}" for run in runs[path]),
+                f"{train_rate:.2f}",
+                f"{result.get('system_seconds', 0):.1f}", seconds(result, "peak_rss_mib", 0),
                 f"{result['mean_iou']:.4f}",
             ]
         )  # fmt: skip
     headers = [
         "path", "train s", "of which data wait s", "validation s", "of which metrics s",
-        "epoch s", "train img/s", "system CPU s", "peak RSS MiB", "val mIoU",
+        "epoch s (each round)", "train img/s", "system CPU s", "peak RSS MiB", "val mIoU",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
+    if args.rounds > 1:
+        print(
+            f"\n{args.rounds} rounds, the paths in turns; each row is the round with the median "
+            "epoch (the faster of two), every round's epoch in its column"
+        )
     print("\nRatios (same run):")
     for line in ratio_lines(results, prepare_seconds):
         print(f"- {line}")
@@ -224,6 +236,9 @@ def ratio_lines(results: dict, prepare_seconds: float) -> list[str]:
             "metrics (per-class loops vs bincount confusion): "
             f"{baseline['metric_seconds'] / max(results['cityseg']['metric_seconds'], 1e-9):.0f}x",
         ]
+    if "baseline" in results and "train" in results:
+        command = results["baseline"]["epoch_seconds"] / results["train"]["epoch_seconds"]
+        lines.append(f"epoch: cityseg train itself {speed(command)} the notebook-style baseline")
     if "fp32" in results:
         lines.append(
             f"epoch: cityseg {speed(results['fp32']['epoch_seconds'] / default)} its "
@@ -235,6 +250,11 @@ def ratio_lines(results: dict, prepare_seconds: float) -> list[str]:
             verdict = "beats the default by more than 5%" if gain > 1.05 else "no faster (ok)"
             lines.append(f"epoch: {path} {gain:.2f}x the default's speed: {verdict}")
     return lines
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of the median epoch (the faster of two)."""
+    return sorted(runs, key=lambda run: run["epoch_seconds"])[(len(runs) - 1) // 2]
 
 
 def seconds(result: dict, key: str, digits: int) -> str:
@@ -272,6 +292,7 @@ def bench_config(args, root: Path, scratch: Path) -> Path:
 def run_train_command(args, config: Path, scratch: Path) -> dict:
     """``cityseg train`` for one epoch with ``config``, the default allocator and speed cache."""
     run = scratch / "train_run"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run each round
     command = [sys.executable, "-m", "cityseg", "train", "--config", str(config), "--out", str(run)]
     env = default_environment()
     if args.threads or args.smoke:
@@ -290,7 +311,7 @@ def run_train_command(args, config: Path, scratch: Path) -> dict:
         "epoch_seconds": record["time"],
         "mean_iou": record["mean_iou"] or 0.0,
         "system_seconds": usage.ru_stime,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": None,  # its maximum counts the parent's memory at the fork
         "setup": "cityseg train --config (the bench's network, size, batch and cache), "
         "every other setting its default",
     }

@@ -25,8 +25,11 @@ def run_path(args) -> dict:
     torch.manual_seed(0)
     random.seed(0)
     size = parse_size(args.size)
-    if args.path == "cityseg+threads1":
-        torch.set_num_threads(1)
+    if args.path.startswith("cityseg"):  # the default's threads, or the switch's
+        switch, threads = args.path.partition("+")[2], args.setting.get("threads", 0)
+        threads = {"threads1": 1, "threads-all": 0}.get(switch, threads)
+        if threads:
+            torch.set_num_threads(threads)
     run = run_baseline if args.path == "baseline" else run_cityseg
     result = run(args, device, size)
     result.update(process_costs())

@@ -19,8 +19,8 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
   schedule, progress line, metrics and run folder included); the times come from its
   metrics.jsonl, so the data wait and metric time are not known there;
 * cityseg+SWITCH: the same as cityseg with one choice of the default changed (another
-  allocator, no loader worker, one thread, contiguous layout, float32), to check that no switch
-  beats the default.
+  allocator, no loader worker, one thread or all, the other layout or precision), to check that
+  no switch beats the default.
 
 Presets (``_presets.py``): ``tiny`` is configs/tiny.yaml's network and batch (width 16, depth 4,
 128x256, batch 8); ``peer`` is milesial/Pytorch-UNet's defaults (width 64, depth 4, transposed
@@ -68,6 +68,7 @@ SWITCHES = {
     "tcmalloc": ({"CITYSEG_ALLOCATOR": "tcmalloc"}, "tcmalloc preloaded"),
     "workers0": ({}, "no loader worker: batches made between steps, 2 torch threads"),
     "threads1": ({}, "1 torch thread, 1 loader worker"),
+    "threads-all": ({}, "all of torch's threads (one per core), 1 loader worker"),
     "fp32": ({}, "float32, the default's layout"),
     "bf16": ({}, "bf16 autocast, the default's layout"),
     "contiguous": ({}, "contiguous layout, the default's precision"),
@@ -159,12 +160,20 @@ def compare(args, scratch: Path) -> None:
     config = bench_config(args, root, scratch)
     started = time.perf_counter()
     setting, note = choose_step_setting(load_config(config), device, args.batch_size)
-    args.setting = {"precision": setting.precision, "channels_last": setting.channels_last}
+    args.setting = {
+        "precision": setting.precision,
+        "channels_last": setting.channels_last,
+        "threads": setting.threads,
+    }
     print(f"- default step setting: {setting.describe()} ({note or 'the only candidate'}; "
           f"{time.perf_counter() - started:.1f} s)")  # fmt: skip
     paths = [path.strip() for path in args.paths.split(",") if path.strip()]
     if paths == ["all"]:
-        chosen = {setting.precision, "channels_last" if setting.channels_last else "contiguous"}
+        chosen = {
+            setting.precision,
+            "channels_last" if setting.channels_last else "contiguous",
+            "threads1" if setting.threads == 1 else "threads-all",
+        }
         paths = [path for path in PATHS if path.partition("+")[2] not in chosen]
     unknown = sorted(set(paths) - set(PATHS))
     if unknown or "cityseg" not in paths:

@@ -111,3 +111,19 @@ def test_prepared_cache_gives_the_same_splits(pairs, tmp_path):
     assert torch.equal(torch.from_numpy(target), torch.from_numpy(expected_target))
     with pytest.raises(DataError, match="built at 32x64"):
         open_splits(data_config(pairs, f"data.cache={tmp_path / 'cache'}", "data.size=[64,128]"), 0)
+
+
+def test_cached_validation_reads_in_the_training_process_unless_workers_are_given(pairs, tmp_path):
+    from cityseg.data.prepare import prepare_cache
+
+    prepare_cache(pairs, tmp_path / "cache", size=(32, 64), workers=1)
+    cached = data_config(pairs, f"data.cache={tmp_path / 'cache'}", "data.workers=auto")
+    train, val = build_loaders(open_splits(cached, seed=0), cached, batch_size=4, seed=0)
+    assert (train.num_workers, val.num_workers) == (training_workers("auto"), 0)
+    assert next(iter(val))[0].shape == (2, 32, 64, 3)
+    cached.workers = 2
+    train, val = build_loaders(open_splits(cached, seed=0), cached, batch_size=4, seed=0)
+    assert (train.num_workers, val.num_workers) == (2, 2)
+    files = data_config(pairs, "data.workers=auto")
+    _, val = build_loaders(open_splits(files, seed=0), files, batch_size=4, seed=0)
+    assert val.num_workers == training_workers("auto")

@@ -53,7 +53,7 @@ def test_the_fastest_setting_is_measured_remembered_and_reused(tmp_path):
     assert note.startswith("speed: fp32, contiguous, the fastest of a step measured in")
     assert f"remembered in {tmp_path / 'speed.json'}" in note
     (entry,) = json.loads((tmp_path / "speed.json").read_text()).values()
-    assert entry["setting"] == {"precision": "fp32", "channels_last": False}
+    assert entry["setting"] == {"precision": "fp32", "channels_last": False, "threads": 0}
     assert set(entry["step_ms"]) == {s.describe() for s in SETTINGS}
 
     again, note = fastest_setting("net | batch 8", SETTINGS, refusing_steps, tmp_path)

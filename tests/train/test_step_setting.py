@@ -95,3 +95,36 @@ def test_the_probe_trains_a_copy_and_leaves_the_random_state_alone(tmp_path):
     step()
     step()
     assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.fixture
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_with_several_threads_one_thread_is_a_candidate_and_the_probe_restores_them(
+    tmp_path, cache, two_threads
+):
+    auto = config(tmp_path, "train.precision=fp32", "train.channels_last=auto")
+    setting, note = choose_step_setting(auto, CPU, 2)
+    assert setting.threads in (1, 2) and torch.get_num_threads() == 2
+    (entry,) = json.loads(cache.read_text()).values()
+    assert set(entry["step_ms"]) == {
+        f"fp32, {layout}, {threads}" for layout in ("channels_last", "contiguous")
+        for threads in ("2 threads", "1 thread")
+    }  # fmt: skip
+    assert entry["setting"]["threads"] == setting.threads
+
+
+def test_threads_are_left_alone_when_nothing_is_auto(tmp_path, cache, two_threads, no_measuring):
+    given = config(tmp_path, "train.precision=fp32", "train.channels_last=true")
+    assert choose_step_setting(given, CPU, 2) == (StepSetting("fp32", True), "")
+
+
+def test_a_checkpoint_without_threads_resumes_with_all_of_them(tmp_path, two_threads, no_measuring):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    state = {"precision": "fp32", "channels_last": True}
+    assert choose_step_setting(auto, CPU, 2, resume_state=state)[0] == StepSetting("fp32", True, 2)

@@ -256,6 +256,10 @@ def build_loaders(
         return train, None
     val_set = ResizedDataset(splits.val, config.size)
     val_batch = batch_size if config.size is not None else 1  # native sizes may differ
+    if config.cache is not None and config.workers == "auto":
+        # A cached validation image is a copy out of memory: a worker would only add its start
+        # (0.3-0.5 s each validation on 2 cores, BENCHMARKS.md section 7).
+        common = {**worker_options(0, pin_memory), "collate_fn": collate_reporting}
     val = DataLoader(
         val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common
     )

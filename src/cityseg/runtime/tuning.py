@@ -1,17 +1,18 @@
-"""The fastest number format and memory layout of a training step on this machine: measured once,
-in a few steps of each candidate, and remembered.
+"""The fastest number format, memory layout and thread count of a training step on this machine:
+measured once, in a few steps of each candidate, and remembered.
 
-Which of bf16 autocast and float32, channels_last and contiguous, trains a network fastest on a
-CPU depends on more than its instruction set. On the 2-core Zen 4 of BENCHMARKS.md, bf16 +
-channels_last trained the EfficientNet-Lite0 U-Net of the shipped model 1.7x faster than float32
-at 128x256 and 1.3x slower than float32 (contiguous) at 64x128, where the feature maps are a few
-pixels and every layer's overheads outweigh its arithmetic. No rule on the CPU's features gets
-both right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a CPU, the
-trainer times each candidate setting on the run's own network, batch and size, keeps the fastest
-and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
+Which of bf16 autocast and float32, channels_last and contiguous, all threads or one, trains a
+network fastest on a CPU depends on more than its instruction set. On the 2-core Zen 4 of
+BENCHMARKS.md, with bf16 depthwise convolutions, float32 (contiguous) trained the EfficientNet-Lite0
+U-Net 1.3x faster than bf16 + channels_last at 64x128 and 1.7x slower at 128x256; at 64x128 one
+thread also beat two by 1.28x over an epoch, where waking a second thread for each of a step's
+many small operators costs more than it gives. No rule on the CPU's features gets all of these
+right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a CPU, the trainer
+times each candidate setting on the run's own network, batch and size, keeps the fastest and
+remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/cityseg``, else ``~/.cache/cityseg``), under a key naming the CPU, its threads,
 the torch version, the network, the batch and the size: the measurement runs once per machine and
-configuration (a few seconds), and runs that share them take the same setting.
+configuration (seconds), and runs that share them take the same setting.
 """
 
 from __future__ import annotations
@@ -32,18 +33,25 @@ CACHE_FILE = "speed.json"
 
 @dataclass(frozen=True)
 class StepSetting:
-    """How a training step runs: its number format and its memory layout."""
+    """How a training step runs: its number format, its memory layout and its CPU threads
+    (0: whatever torch has)."""
 
     precision: str
     channels_last: bool
+    threads: int = 0
 
     def describe(self) -> str:
-        return f"{self.precision}, {'channels_last' if self.channels_last else 'contiguous'}"
+        layout = "channels_last" if self.channels_last else "contiguous"
+        if not self.threads:
+            return f"{self.precision}, {layout}"
+        return f"{self.precision}, {layout}, {self.threads} thread{'s' * (self.threads > 1)}"
 
 
-def candidate_settings(precisions: Sequence[str], layouts: Sequence[bool]) -> list[StepSetting]:
-    """Every combination of the precisions and layouts, in order, without repeats."""
-    settings = [StepSetting(p, layout) for p in precisions for layout in layouts]
+def candidate_settings(
+    precisions: Sequence[str], layouts: Sequence[bool], threads: Sequence[int] = (0,)
+) -> list[StepSetting]:
+    """Every combination of the precisions, layouts and thread counts, in order, no repeats."""
+    settings = [StepSetting(p, lay, n) for p in precisions for lay in layouts for n in threads]
     return list(dict.fromkeys(settings))
 
 
@@ -118,7 +126,11 @@ def fastest_setting(
     spent = time.perf_counter() - started
     measured = ", ".join(f"{s.describe()} {1000 * t:.0f} ms" for s, t in times.items())
     known[full_key] = {
-        "setting": {"precision": choice.precision, "channels_last": choice.channels_last},
+        "setting": {
+            "precision": choice.precision,
+            "channels_last": choice.channels_last,
+            "threads": choice.threads,
+        },
         "step_ms": {s.describe(): round(1000 * t, 1) for s, t in times.items()},
     }
     where = f"remembered in {path}" if write_cache(path, known) else "not remembered"
@@ -131,8 +143,10 @@ def fastest_setting(
 def remembered_setting(known: dict, key: str) -> StepSetting | None:
     try:
         fields = known[key]["setting"]
-        return StepSetting(str(fields["precision"]), bool(fields["channels_last"]))
-    except (KeyError, TypeError):
+        return StepSetting(
+            str(fields["precision"]), bool(fields["channels_last"]), int(fields.get("threads", 0))
+        )
+    except (KeyError, TypeError, ValueError):
         return None
 
 

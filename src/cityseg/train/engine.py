@@ -142,7 +142,9 @@ class Trainer:
             config, self.device, self.batch_per_step, info.world_size, resume_state
         )
         self.precision = Precision(setting.precision, self.device)
-        self.channels_last = setting.channels_last
+        self.channels_last, self.threads = setting.channels_last, setting.threads
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
         # The data and the length of the run.
         self.splits = open_splits(config.data, cfg.seed)
@@ -534,6 +536,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "precision": self.precision.name,
             "channels_last": self.channels_last,
+            "threads": self.threads,
             "early_stopping": self.stopper.state_dict(),
             "best_mean_iou": self.stopper.best,
             "class_weights": self.class_weights,

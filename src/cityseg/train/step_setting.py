@@ -1,4 +1,4 @@
-"""The number format and memory layout a run trains with.
+"""The number format, memory layout and CPU threads a run trains with.
 
 ``train.precision`` and ``train.channels_last`` name them, or say ``auto``. On a GPU, ``auto`` is
 the rule of :func:`cityseg.runtime.precision.choose_precision` and channels_last. On a CPU the
@@ -6,9 +6,10 @@ fastest setting depends on the network and its input size as much as on the CPU,
 there is measured: a few steps of each candidate on a copy of the run's network, batch and size,
 the fastest kept and remembered per machine (:mod:`cityseg.runtime.tuning`). The candidates are
 the rule's precision and float32 when ``precision`` is auto, channels_last and contiguous when
-``channels_last`` is auto. A resumed run keeps the setting its checkpoint recorded instead of
-measuring again, and several processes (``torchrun``) take the rule's, measured by none, so that
-every rank runs alike.
+``channels_last`` is auto, and, when either is, all of torch's threads or one (one wins where a
+step is many small operators: waking a second thread for each costs more than it gives). A
+resumed run keeps the setting its checkpoint recorded instead of measuring again, and several
+processes (``torchrun``) take the rule's, measured by none, so that every rank runs alike.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def choose_step_setting(
     rule = choose_precision(cfg.precision, device).name
     precisions = [rule, "fp32"] if cfg.precision == "auto" else [rule]
     layouts = [True, False] if cfg.channels_last == "auto" else [bool(cfg.channels_last)]
-    settings = candidate_settings(precisions, layouts)
     size = config.data.crop or config.data.size
-    if len(settings) == 1 or device.type != "cpu" or world_size > 1 or size is None:
+    measured = device.type == "cpu" and world_size == 1 and size is not None
+    threads = torch.get_num_threads()
+    auto = cfg.precision == "auto" or cfg.channels_last == "auto"
+    counts = [threads, 1] if measured and auto and threads > 1 else [0]
+    settings = candidate_settings(precisions, layouts, counts)
+    if len(settings) == 1 or not measured:
         return settings[0], ""
     recorded = recorded_setting(resume_state, settings)
     if recorded is not None:
@@ -58,7 +63,8 @@ def recorded_setting(
     before the layout was recorded trained channels_last, the default then)."""
     if not state or "precision" not in state:
         return None
-    setting = StepSetting(state["precision"], bool(state.get("channels_last", True)))
+    threads = state.get("threads", settings[0].threads)  # recorded since threads are measured
+    setting = StepSetting(state["precision"], bool(state.get("channels_last", True)), threads)
     return setting if setting in settings else None
 
 
@@ -87,6 +93,9 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
     targets = torch.randint(0, classes, (batch, *size), dtype=torch.uint8, generator=generator)
 
     def step() -> None:
+        threads = torch.get_num_threads()
+        if setting.threads:
+            torch.set_num_threads(setting.threads)
         with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator
             x, y = batch_to_device(images, targets, normalize)
             with precision.autocast():
@@ -95,5 +104,6 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
+        torch.set_num_threads(threads)
 
     return step

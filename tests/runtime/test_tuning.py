@@ -37,6 +37,8 @@ def refusing_steps(setting: StepSetting):
 
 
 def test_candidates_are_every_combination_in_order_without_repeats():
+    by_threads = candidate_settings(["bf16"], [True], [2, 1])
+    assert by_threads == [StepSetting("bf16", True, 2), StepSetting("bf16", True, 1)]
     assert candidate_settings(["bf16", "fp32"], [True, False]) == SETTINGS
     assert candidate_settings(["fp32", "fp32"], [True]) == [FP32_CL]
 

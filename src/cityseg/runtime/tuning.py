@@ -4,12 +4,12 @@ measured once, in a few steps of each candidate, and remembered.
 Which of bf16 autocast and float32, channels_last and contiguous, all threads or one, trains a
 network fastest on a CPU depends on more than its instruction set. On the 2-core Zen 4 of
 BENCHMARKS.md, with bf16 depthwise convolutions, float32 (contiguous) trained the EfficientNet-Lite0
-U-Net 1.3x faster than bf16 + channels_last at 64x128 and 1.7x slower at 128x256; at 64x128 one
-thread also beat two by 1.28x over an epoch, where waking a second thread for each of a step's
-many small operators costs more than it gives. No rule on the CPU's features gets all of these
-right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a CPU, the trainer
-times each candidate setting on the run's own network, batch and size, keeps the fastest and
-remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
+U-Net 1.3x faster than bf16 + channels_last at 64x128 and 1.7x slower at 128x256; channels_last
+weights made the fused Adam of a 31 M-parameter U-Net slow enough that contiguous won its step at
+batch 1; and one thread can beat two where the cores are shared. No rule on the CPU's features
+gets all of these right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a
+CPU, the trainer times each candidate setting on the run's own network, batch and size, keeps
+the fastest and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/cityseg``, else ``~/.cache/cityseg``), under a key naming the CPU, its threads,
 the torch version, the network, the batch and the size: the measurement runs once per machine and
 configuration (seconds), and runs that share them take the same setting.
@@ -50,8 +50,9 @@ class StepSetting:
 def candidate_settings(
     precisions: Sequence[str], layouts: Sequence[bool], threads: Sequence[int] = (0,)
 ) -> list[StepSetting]:
-    """Every combination of the precisions, layouts and thread counts, in order, no repeats."""
-    settings = [StepSetting(p, lay, n) for p in precisions for lay in layouts for n in threads]
+    """Every combination of the precisions, layouts and thread counts, in order, no repeats;
+    grouped by thread count (changing it between steps costs a step of its own)."""
+    settings = [StepSetting(p, lay, n) for n in threads for p in precisions for lay in layouts]
     return list(dict.fromkeys(settings))
 
 

@@ -6,8 +6,8 @@ fastest setting depends on the network and its input size as much as on the CPU,
 there is measured: a few steps of each candidate on a copy of the run's network, batch and size,
 the fastest kept and remembered per machine (:mod:`cityseg.runtime.tuning`). The candidates are
 the rule's precision and float32 when ``precision`` is auto, channels_last and contiguous when
-``channels_last`` is auto, and, when either is, all of torch's threads or one (one wins where a
-step is many small operators: waking a second thread for each costs more than it gives). A
+``channels_last`` is auto, and, when either is, all of torch's threads or one (one can win where
+the cores are shared; the loader's workers are not part of the measured step). A
 resumed run keeps the setting its checkpoint recorded instead of measuring again, and several
 processes (``torchrun``) take the rule's, measured by none, so that every rank runs alike.
 """
@@ -53,7 +53,10 @@ def choose_step_setting(
         return recorded, f"speed: {recorded.describe()}, as the run trained so far"
     model = json.dumps(config_to_dict(config)["model"], sort_keys=True)
     key = f"{model} | batch {batch} | {size[0]}x{size[1]} | {cfg.optimizer}"
-    return fastest_setting(key, settings, lambda s: probe_step(config, device, s, batch, size))
+    try:
+        return fastest_setting(key, settings, lambda s: probe_step(config, device, s, batch, size))
+    finally:
+        torch.set_num_threads(threads)  # the probes' thread counts were theirs only
 
 
 def recorded_setting(
@@ -93,8 +96,7 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
     targets = torch.randint(0, classes, (batch, *size), dtype=torch.uint8, generator=generator)
 
     def step() -> None:
-        threads = torch.get_num_threads()
-        if setting.threads:
+        if setting.threads and torch.get_num_threads() != setting.threads:
             torch.set_num_threads(setting.threads)
         with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator
             x, y = batch_to_device(images, targets, normalize)
@@ -104,6 +106,5 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-        torch.set_num_threads(threads)
 
     return step

@@ -234,3 +234,32 @@ def test_training_and_validation_need_no_float64(scenes, tmp_path):
     with watch:
         record = train(tiny_config(scenes, "train.epochs=1"), tmp_path / "run")
     assert watch.seen == [] and record["val_loss"] > 0 and record["train_loss"] > 0
+
+
+def test_the_measured_thread_count_holds_while_fitting_and_is_given_back(
+    scenes, tmp_path, monkeypatch
+):
+    """A run measured to train on one thread trains on one, and a later run in the same process
+    (the demo's second stage) starts from the thread count it found before."""
+    from cityseg.runtime.tuning import StepSetting
+    from cityseg.train import engine
+
+    monkeypatch.setattr(
+        engine, "choose_step_setting", lambda *a: (StepSetting("fp32", True, 1), "")
+    )
+    seen, run_epochs = [], engine.Trainer._run_epochs
+
+    def watched(self):
+        seen.append(torch.get_num_threads())
+        return run_epochs(self)
+
+    monkeypatch.setattr(engine.Trainer, "_run_epochs", watched)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train(tiny_config(scenes, "train.epochs=1"), tmp_path / "run")
+        assert seen == [1] and torch.get_num_threads() == 2
+        state = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)
+        assert (state["precision"], state["channels_last"], state["threads"]) == ("fp32", True, 1)
+    finally:
+        torch.set_num_threads(previous)

@@ -143,8 +143,7 @@ class Trainer:
         )
         self.precision = Precision(setting.precision, self.device)
         self.channels_last, self.threads = setting.channels_last, setting.threads
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        self.threads_before = torch.get_num_threads()  # given back when fit returns
 
         # The data and the length of the run.
         self.splits = open_splits(config.data, cfg.seed)
@@ -251,6 +250,8 @@ class Trainer:
         step when SIGINT or SIGTERM arrives.
         """
         self.signals = signals
+        if self.threads:
+            torch.set_num_threads(self.threads)
         try:
             return self._run_epochs()
         except torch.OutOfMemoryError:
@@ -263,6 +264,7 @@ class Trainer:
             self._save_interrupted()
         finally:
             self.history.close()
+            torch.set_num_threads(self.threads_before)
 
     def _run_epochs(self) -> dict[str, Any]:
         cfg, info = self.config.train, self.info

@@ -1,15 +1,16 @@
 """Which memory allocator the CPU commands run with (``CITYSEG_ALLOCATOR``).
 
 ``glibc`` (the default; ``system`` is the same) keeps glibc's allocator but raises two of its
-thresholds: blocks up to 256 MiB come from the heap instead of fresh ``mmap`` pages, and up to
-1 GiB of freed heap is kept for reuse instead of being handed back to the kernel. A training step
+thresholds: blocks up to 256 MiB come from the heap instead of fresh ``mmap`` pages, and up to 1
+GiB of freed heap is kept for reuse instead of being handed back to the kernel. A training step
 frees and reallocates the same activation buffers every iteration; with glibc's defaults each one
-is a new mapping whose pages fault in again (seconds of system time per epoch). Measured on both
-CPU kinds this project runs on, that made glibc the fastest of the four (BENCHMARKS.md, section
-6). ``glibc-defaults`` leaves glibc as it comes; ``jemalloc`` or ``tcmalloc`` preload that library
-when it is installed. The thresholds are set in-process (``mallopt``); another allocator can only
-be preloaded before the process starts, so the console entry point then re-executes itself once
-with ``LD_PRELOAD``.
+is a new mapping whose pages fault in again (seconds of system time per epoch). On the AMD Zen 4
+measured, tuned glibc trained 1.0-1.4x faster than untuned glibc and 1.3-1.9x faster than jemalloc,
+and tcmalloc came within 0.93-1.10x of it (BENCHMARKS.md, sections 6 and 7); on an Intel Xeon with
+AMX, untuned glibc already beat jemalloc. ``glibc-defaults`` leaves glibc as it comes; ``jemalloc``
+or ``tcmalloc`` preload that library when it is installed. The thresholds are set in-process
+(``mallopt``); another allocator can only be preloaded before the process starts, so the console
+entry point then re-executes itself once with ``LD_PRELOAD``.
 
 Whatever the allocator, the heavy commands set ``OMP_WAIT_POLICY=PASSIVE`` before torch is loaded:
 spinning OpenMP threads collapse when the cores are shared.

@@ -25,6 +25,19 @@ PRESETS = {
 }
 
 
+SMOKE = {"model": {"base_width": 4}, "size": (32, 64), "batch_size": 1}
+
+
+def preset_run(name: str, smoke: bool = False) -> tuple[dict, tuple[int, int], int]:
+    """(network fields, (height, width), batch) of preset ``name``; a tiny one in smoke runs."""
+    if smoke:
+        return SMOKE["model"], SMOKE["size"], SMOKE["batch_size"]
+    from _common import parse_size
+
+    preset = PRESETS[name]
+    return preset["model"], parse_size(preset["size"]), preset["batch_size"]
+
+
 def model_config(fields: dict):
     """The cityseg ModelConfig of a preset's network."""
     from cityseg.config import ModelConfig

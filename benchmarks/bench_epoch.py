@@ -347,8 +347,6 @@ def run_in_subprocess(args, path: str, root: Path, scratch: Path) -> dict:
     ]  # fmt: skip
     if args.threads or args.smoke:
         command += ["--threads", str(args.threads or 1)]
-    if args.precision:
-        command += ["--precision", args.precision]
     env = default_environment()
     env.update(SWITCHES.get(path.partition("+")[2], ({}, ""))[0])
     subprocess.run(command, check=True, env=env)

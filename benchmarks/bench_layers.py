@@ -26,12 +26,11 @@ from _common import (
     machine_lines,
     markdown_table,
     median,
-    parse_size,
     resolve_device,
     time_calls,
     use_fast_allocator,
 )
-from _presets import PRESETS, describe_model, model_config
+from _presets import PRESETS, describe_model, model_config, preset_run
 
 MODES = ("fp32", "bf16", "bf16 kernel")
 
@@ -55,10 +54,7 @@ def main() -> None:
     print(f"- median of {args.iterations} timed calls per layer and shape, channels_last\n")
     ratios = []
     for name in args.presets:
-        preset = PRESETS[name]
-        fields = {"base_width": 4} if args.smoke else preset["model"]
-        size = (32, 64) if args.smoke else parse_size(preset["size"])
-        batch = 1 if args.smoke else preset["batch_size"]
+        fields, size, batch = preset_run(name, args.smoke)
         totals = time_network(model_config(fields), size, batch, device, args.iterations)
         print(f"## {name}: {describe_model(fields)}, {size[0]}x{size[1]}, batch {batch}\n")
         rows, all_fp32, all_bf16 = [], 0.0, 0.0

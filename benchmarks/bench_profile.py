@@ -27,12 +27,11 @@ from _common import (
     markdown_table,
     matmul_flops,
     median,
-    parse_size,
     resolve_device,
     time_calls,
     use_fast_allocator,
 )
-from _presets import PRESETS, describe_model, model_config
+from _presets import PRESETS, describe_model, model_config, preset_run
 from _steps import PHASES, build_step
 
 # Kinds of operator, by the first matching piece of an aten operator's name.
@@ -79,10 +78,7 @@ def main() -> None:
     print(f"- precision {precision}, {'channels_last' if channels_last else 'contiguous'}\n")
     rows, profiles = [], []
     for name in args.presets:
-        preset = PRESETS[name]
-        fields = {"base_width": 4} if args.smoke else preset["model"]
-        size_hw = (32, 64) if args.smoke else parse_size(preset["size"])
-        batch = 1 if args.smoke else preset["batch_size"]
+        fields, size_hw, batch = preset_run(name, args.smoke)
         config = model_config(fields)
         step = build_step(device, config, size_hw, batch, precision, channels_last, False)
         flop = count_flop(step)

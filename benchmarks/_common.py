@@ -247,9 +247,31 @@ def machine_lines(device) -> list[str]:
         "- load average before the run (1, 5, 15 min): "
         + ", ".join(f"{load:.2f}" for load in os.getloadavg()),
     ]
+    stolen = stolen_seconds()
+    if stolen is not None:
+        lines.append(f"- CPU time stolen by the hypervisor since boot: {stolen:.0f} s")
     if device.type == "cuda":
         lines.insert(1, f"- GPU: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}")
     return lines
+
+
+def stolen_seconds() -> float | None:
+    """CPU seconds the hypervisor has given to other guests since boot, all CPUs together
+    (``steal`` of /proc/stat; None where there is none to read). On a shared virtual machine this,
+    not the load average, says when another tenant slowed a run down: a stolen share of 10% on
+    2 vCPUs leaves threads waiting on a sibling that is not running."""
+    try:
+        fields = open("/proc/stat").readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def stolen_share(before: float | None, after: float | None, seconds: float) -> float | None:
+    """The share of the CPUs' time stolen between two readings ``seconds`` apart."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return (after - before) / (seconds * (os.cpu_count() or 1))
 
 
 def find_data(explicit: str | None, sub: str) -> Path | None:

@@ -173,7 +173,16 @@ def run_cityseg(args, device, size) -> dict:
     )
     switch = args.path.partition("+")[2]
     workers = 0 if switch == "workers0" else "auto"
-    data = DataConfig(root=args.root, size=list(size), scale=[1.0, 1.0], hflip=0.5, workers=workers)
+    # The cache named as `cityseg train data.cache=...` names it: the loaders then read it the way
+    # the trainer's do (validation in this process).
+    data = DataConfig(
+        root=args.root,
+        size=list(size),
+        scale=[1.0, 1.0],
+        hflip=0.5,
+        workers=workers,
+        cache=str(args.cache),
+    )
     # As the trainer sets them: pinned batches on CUDA, cuDNN's autotuner (deterministic=False).
     configure_determinism(TrainConfig().deterministic, device)
     pin_memory = device.type == "cuda"

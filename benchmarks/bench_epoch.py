@@ -54,6 +54,8 @@ from _common import (
     markdown_table,
     parse_size,
     resolve_device,
+    stolen_seconds,
+    stolen_share,
     use_fast_allocator,
 )
 from _epoch_paths import run_path
@@ -184,6 +186,7 @@ def compare(args, scratch: Path) -> None:
     runs: dict[str, list[dict]] = {}
     for _ in range(args.rounds):  # in turns: a drift of the machine's speed falls on all alike
         for path in [p for p in paths if p not in missing]:
+            stolen, started = stolen_seconds(), time.perf_counter()
             if path == "train":
                 result = run_train_command(args, config, scratch)
             elif args.smoke:  # in this process: seconds matter more than allocators here
@@ -193,6 +196,7 @@ def compare(args, scratch: Path) -> None:
                 }))  # fmt: skip
             else:
                 result = run_in_subprocess(args, path, root, scratch)
+            result["stolen"] = stolen_share(stolen, stolen_seconds(), time.perf_counter() - started)
             runs.setdefault(path, []).append(result)
             print(f"  {path}: {result}", file=sys.stderr, flush=True)
     results = {path: median_run(found) for path, found in runs.items()}
@@ -212,12 +216,14 @@ def compare(args, scratch: Path) -> None:
                 " / ".join(f"{run['epoch_seconds']:.1f}" for run in runs[path]),
                 f"{train_rate:.2f}",
                 f"{result.get('system_seconds', 0):.1f}", seconds(result, "peak_rss_mib", 0),
+                " / ".join(percent(run.get("stolen")) for run in runs[path]),
                 f"{result['mean_iou']:.4f}",
             ]
         )  # fmt: skip
     headers = [
         "path", "train s", "of which data wait s", "validation s", "of which metrics s",
-        "epoch s (each round)", "train img/s", "system CPU s", "peak RSS MiB", "val mIoU",
+        "epoch s (each round)", "train img/s", "system CPU s", "peak RSS MiB",
+        "CPU stolen (each round)", "val mIoU",
     ]  # fmt: skip
     print(markdown_table(headers, rows))
     if args.rounds > 1:
@@ -268,6 +274,10 @@ def median_run(runs: list[dict]) -> dict:
 
 def seconds(result: dict, key: str, digits: int) -> str:
     return "-" if result.get(key) is None else f"{result[key]:.{digits}f}"
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
 
 
 def speed(ratio: float) -> str:

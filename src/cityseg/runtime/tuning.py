@@ -61,15 +61,21 @@ def time_settings(
     settings: Sequence[StepSetting],
     steps: int = 2,
 ) -> dict[StepSetting, float]:
-    """Seconds of a step of each setting: one warm-up step each, then ``steps`` rounds in turns
-    (a, b, c, a, b, c: other load on the machine falls on all alike); the fastest of each."""
-    calls = {}
-    for setting in settings:
-        calls[setting] = make_step(setting)
-        calls[setting]()  # warm-up: first-call allocations and kernel choices
+    """Seconds of a step of each setting: ``steps`` rounds in turns (a, b, c, a, b, c: other load
+    on the machine falls on all alike), each step timed right after an untimed one of the same
+    setting; the fastest of each.
+
+    The untimed step brings back what the other settings displaced: oneDNN keeps the kernels it
+    built (per layer, number format, layout and thread count) in a cache of 1,024, fewer than eight
+    settings of a U-Net need, so a step right after another setting's builds its kernels again
+    (on the 2-core Zen 4 of BENCHMARKS.md, 176 ms against 99 ms for the EfficientNet-Lite0 U-Net
+    at 64x128), and a change of thread count costs a step of its own.
+    """
+    calls = {setting: make_step(setting) for setting in settings}
     best = dict.fromkeys(settings, float("inf"))
     for _ in range(steps):
         for setting, call in calls.items():
+            call()
             started = time.perf_counter()
             call()
             best[setting] = min(best[setting], time.perf_counter() - started)

@@ -186,7 +186,9 @@ def run_cityseg(args, device, size) -> dict:
     # As the trainer sets them: pinned batches on CUDA, cuDNN's autotuner (deterministic=False).
     configure_determinism(TrainConfig().deterministic, device)
     pin_memory = device.type == "cuda"
-    train, val = build_loaders(splits, data, args.batch_size, seed=0, pin_memory=pin_memory)
+    train, val = build_loaders(
+        splits, data, args.batch_size, seed=0, pin_memory=pin_memory, cpu=device.type == "cpu"
+    )
     set_epoch(train, 0)
     name, channels_last = args.setting["precision"], args.setting["channels_last"]
     if args.path == "fp32":  # the network's speed-ups off: float32, contiguous

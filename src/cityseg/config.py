@@ -61,7 +61,8 @@ class DataConfig:
     color_jitter: float = 0.0
     """Strength of brightness, contrast and saturation jitter (each factor in [1-s, 1+s])."""
     workers: int | Literal["auto"] = "auto"
-    """DataLoader workers per process; "auto" = cores per process minus one, at most 8."""
+    """DataLoader workers per process; "auto" = cores per process minus one, at most 8 (none
+    for a ``cache`` on the CPU: its items cost less than a worker beside the training threads)."""
     skip_bad_samples: bool = False
     """A training or validation sample that cannot be read stops the run with its file name;
     true skips it instead (with a warning naming it) and counts it in the epoch summary."""

@@ -127,3 +127,20 @@ def test_cached_validation_reads_in_the_training_process_unless_workers_are_give
     files = data_config(pairs, "data.workers=auto")
     _, val = build_loaders(open_splits(files, seed=0), files, batch_size=4, seed=0)
     assert val.num_workers == training_workers("auto")
+
+
+def test_cached_training_on_the_cpu_reads_in_the_training_process(pairs, tmp_path):
+    from cityseg.data.prepare import prepare_cache
+
+    prepare_cache(pairs, tmp_path / "cache", size=(32, 64), workers=1)
+    cached = data_config(pairs, f"data.cache={tmp_path / 'cache'}", "data.workers=auto")
+    splits = open_splits(cached, seed=0)
+    train, _ = build_loaders(splits, cached, batch_size=4, seed=0, cpu=True)
+    assert train.num_workers == 0
+    assert next(iter(train))[0].shape == (4, 32, 64, 3)
+    cached.workers = 1  # asked for: kept
+    train, _ = build_loaders(splits, cached, batch_size=4, seed=0, cpu=True)
+    assert train.num_workers == 1
+    files = data_config(pairs, "data.workers=auto")  # decoding files: the workers stay
+    train, _ = build_loaders(open_splits(files, seed=0), files, batch_size=4, seed=0, cpu=True)
+    assert train.num_workers == training_workers("auto")

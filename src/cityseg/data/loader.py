@@ -230,8 +230,10 @@ def build_loaders(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    cpu: bool = False,
 ) -> tuple[DataLoader, DataLoader | None]:
-    """Training and validation loaders; ``batch_size`` is per process and per step."""
+    """Training and validation loaders; ``batch_size`` is per process and per step, ``cpu`` says
+    the network trains on the CPU (whose cores the loader's workers would share)."""
     transform = TrainTransform(
         size=config.size,
         crop=config.crop,
@@ -240,7 +242,13 @@ def build_loaders(
         rotation=config.rotation,
         color_jitter=config.color_jitter,
     )
-    common = worker_options(training_workers(config.workers, world_size), pin_memory)
+    workers = training_workers(config.workers, world_size)
+    if config.cache is not None and config.workers == "auto" and cpu:
+        # A cached item is a copy out of memory plus the augmentation: 2-3 ms a batch of 8 at
+        # 128x256, about 1% of a step. A worker beside the training threads costs more than it
+        # saves on the cores they share (10-20% of the epoch on 2 cores, BENCHMARKS.md section 7).
+        workers = 0
+    common = worker_options(workers, pin_memory)
     if common["num_workers"]:
         common["worker_init_fn"] = start_training_worker
     train_set = AugmentedDataset(splits.train, transform, seed)
@@ -258,7 +266,7 @@ def build_loaders(
     val_batch = batch_size if config.size is not None else 1  # native sizes may differ
     if config.cache is not None and config.workers == "auto":
         # A cached validation image is a copy out of memory: a worker would only add its start
-        # (0.3-0.5 s each validation on 2 cores, BENCHMARKS.md section 7).
+        # (0.3-0.5 s each validation on 2 cores, BENCHMARKS.md section 7), on any device.
         common = {**worker_options(0, pin_memory), "collate_fn": collate_reporting}
     val = DataLoader(
         val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common

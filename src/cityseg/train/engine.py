@@ -155,6 +155,7 @@ class Trainer:
             info.rank,
             info.world_size,
             pin_memory=self.device.type == "cuda",
+            cpu=self.device.type == "cpu",
         )
         if self.val_loader is None and (cfg.schedule == "plateau" or cfg.early_stopping):
             raise ConfigError(

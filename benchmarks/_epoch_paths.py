@@ -172,7 +172,7 @@ def run_cityseg(args, device, size) -> dict:
         "",
     )
     switch = args.path.partition("+")[2]
-    workers = 0 if switch == "workers0" else "auto"
+    workers = {"workers0": 0, "workers1": 1}.get(switch, "auto")
     # The cache named as `cityseg train data.cache=...` names it: the loaders then read it the way
     # the trainer's do (validation in this process).
     data = DataConfig(

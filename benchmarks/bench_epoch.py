@@ -10,17 +10,18 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
 * fp32: cityseg's data path and metrics with its speed-ups for the network switched off (float32,
   contiguous layout): what the speed-ups themselves are worth;
 * cityseg: the memory-mapped cache (its one-off preparation is timed apart), the training loader
-  (uint8 batches, one worker per spare core), normalisation on the device, the precision and
-  memory layout ``cityseg train`` takes by default (on a CPU the fastest of bf16/float32 x
-  channels_last/contiguous, measured once and remembered: the measurement is timed apart), the
-  bincount confusion matrix, the allocator ``cityseg train`` uses by default;
+  (uint8 batches; on a CPU read in the training process, elsewhere one worker per spare core),
+  normalisation on the device, the precision and memory layout ``cityseg train`` takes by
+  default (on a CPU the fastest of bf16/float32 x channels_last/contiguous, measured once and
+  remembered: the measurement is timed apart), the bincount confusion matrix, the allocator
+  ``cityseg train`` uses by default;
 * train: ``cityseg train`` itself, one epoch with its defaults on the same cache, network, size
   and batch (its own 10% hold-out of the 300 images, chosen by its seed; its learning-rate
   schedule, progress line, metrics and run folder included); the times come from its
   metrics.jsonl, so the data wait and metric time are not known there;
 * cityseg+SWITCH: the same as cityseg with one choice of the default changed (another
-  allocator, no loader worker, one thread or all, the other layout or precision), to check that
-  no switch beats the default.
+  allocator, no loader worker or one, one thread or all, the other layout or precision), to
+  check that no switch beats the default.
 
 Presets (``_presets.py``): ``tiny`` is configs/tiny.yaml's network and batch (width 16, depth 4,
 128x256, batch 8); ``peer`` is milesial/Pytorch-UNet's defaults (width 64, depth 4, transposed
@@ -68,9 +69,10 @@ SWITCHES = {
     "glibc-defaults": ({"CITYSEG_ALLOCATOR": "glibc-defaults"}, "glibc's allocator untuned"),
     "jemalloc": ({"CITYSEG_ALLOCATOR": "jemalloc"}, "jemalloc preloaded"),
     "tcmalloc": ({"CITYSEG_ALLOCATOR": "tcmalloc"}, "tcmalloc preloaded"),
-    "workers0": ({}, "no loader worker: batches made between steps, 2 torch threads"),
-    "threads1": ({}, "1 torch thread, 1 loader worker"),
-    "threads-all": ({}, "all of torch's threads (one per core), 1 loader worker"),
+    "workers0": ({}, "no loader worker: batches made between steps"),
+    "workers1": ({}, "one loader worker (the default on a GPU; on a CPU the cache needs none)"),
+    "threads1": ({}, "1 torch thread"),
+    "threads-all": ({}, "all of torch's threads (one per core)"),
     "fp32": ({}, "float32, the default's layout"),
     "bf16": ({}, "bf16 autocast, the default's layout"),
     "contiguous": ({}, "contiguous layout, the default's precision"),
@@ -175,6 +177,7 @@ def compare(args, scratch: Path) -> None:
             setting.precision,
             "channels_last" if setting.channels_last else "contiguous",
             "threads1" if setting.threads == 1 else "threads-all",
+            "workers0" if device.type == "cpu" else "workers1",  # the cache's default
         }
         paths = [path for path in PATHS if path.partition("+")[2] not in chosen]
     unknown = sorted(set(paths) - set(PATHS))

@@ -20,8 +20,8 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
   schedule, progress line, metrics and run folder included); the times come from its
   metrics.jsonl, so the data wait and metric time are not known there;
 * cityseg+SWITCH: the same as cityseg with one choice of the default changed (another
-  allocator, no loader worker or one, one thread or all, the other layout or precision), to
-  check that no switch beats the default.
+  allocator, passive OpenMP waiting, no loader worker or one, one thread or all, the other
+  layout or precision), to check that no switch beats the default.
 
 Presets (``_presets.py``): ``tiny`` is configs/tiny.yaml's network and batch (width 16, depth 4,
 128x256, batch 8); ``peer`` is milesial/Pytorch-UNet's defaults (width 64, depth 4, transposed
@@ -69,6 +69,7 @@ SWITCHES = {
     "glibc-defaults": ({"CITYSEG_ALLOCATOR": "glibc-defaults"}, "glibc's allocator untuned"),
     "jemalloc": ({"CITYSEG_ALLOCATOR": "jemalloc"}, "jemalloc preloaded"),
     "tcmalloc": ({"CITYSEG_ALLOCATOR": "tcmalloc"}, "tcmalloc preloaded"),
+    "omp-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, "OpenMP threads that sleep as they wait"),
     "workers0": ({}, "no loader worker: batches made between steps"),
     "workers1": ({}, "one loader worker (the default on a GPU; on a CPU the cache needs none)"),
     "threads1": ({}, "1 torch thread"),
@@ -342,7 +343,7 @@ def run_train_command(args, config: Path, scratch: Path) -> dict:
 def default_environment() -> dict[str, str]:
     """This environment without any allocator choice: what a user gets by default."""
     env = dict(os.environ)
-    for name in ("LD_PRELOAD", "CITYSEG_ALLOCATOR", "GLIBC_TUNABLES"):
+    for name in ("LD_PRELOAD", "CITYSEG_ALLOCATOR", "GLIBC_TUNABLES", "OMP_WAIT_POLICY"):
         env.pop(name, None)
     return env
 

@@ -38,7 +38,7 @@ def test_tuned_glibc_is_the_default(execs, tunings, monkeypatch, value):
     monkeypatch.setattr(allocator, "find_allocator", lambda name: "/usr/lib/libjemalloc.so.2")
     allocator.prepare_allocator(["train"])
     assert execs == [] and tunings == ["tuned"]
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ  # OpenMP's own waiting: passive was slower
 
 
 def test_glibc_defaults_leaves_glibc_as_it_comes(execs, tunings, monkeypatch):

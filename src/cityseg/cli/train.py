@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 EPILOG = """\
@@ -45,10 +44,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # OpenMP threads that spin while waiting starve each other as soon as the cores are shared
-    # (data workers, other jobs; BENCHMARKS.md, section 6). Sleeping waits cost little when the
-    # cores are free. Must be set before torch is imported.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from cityseg.config import load_config
     from cityseg.errors import ConfigError
 

@@ -12,8 +12,10 @@ or ``tcmalloc`` preload that library when it is installed. The thresholds are se
 (``mallopt``); another allocator can only be preloaded before the process starts, so the console
 entry point then re-executes itself once with ``LD_PRELOAD``.
 
-Whatever the allocator, the heavy commands set ``OMP_WAIT_POLICY=PASSIVE`` before torch is loaded:
-spinning OpenMP threads collapse when the cores are shared.
+OpenMP's waiting is left as it comes (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE``, which
+cityseg once set, made training steps 1.3-2.4x slower on the idle 2-core Zen 4 (BENCHMARKS.md,
+section 6). On cores shared with other work, the measured step setting picks one thread where
+two lose (:mod:`cityseg.runtime.tuning`), and ``OMP_WAIT_POLICY=PASSIVE`` can still be set by hand.
 """
 
 from __future__ import annotations
@@ -96,12 +98,11 @@ def describe_allocator() -> str:
 
 
 def prepare_allocator(argv: list[str], program: list[str] | None = None) -> None:
-    """Set up the CPU runtime of a heavy command before torch is loaded: passive OpenMP waiting;
-    glibc's thresholds raised (the default); or, when ``CITYSEG_ALLOCATOR`` names an installed
+    """Set up the allocator of a heavy command before torch is loaded: glibc's thresholds raised
+    (the default); or, when ``CITYSEG_ALLOCATOR`` names an installed
     allocator that is not active yet, this process replaced by ``program`` + ``argv`` (default:
     ``python -m cityseg``) with it preloaded. A requested allocator that is not installed leaves
     glibc's, with one line saying so."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     choice = requested_allocator()
     if choice == "glibc":
         tune_glibc()

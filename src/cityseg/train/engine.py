@@ -138,6 +138,8 @@ class Trainer:
         )
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
+        # The data is opened first: a wrong folder is a one-line error before seconds of timing.
+        self.splits = open_splits(config.data, cfg.seed)
         setting, self.setting_note = choose_step_setting(
             config, self.device, self.batch_per_step, info.world_size, resume_state
         )
@@ -146,7 +148,6 @@ class Trainer:
         self.threads_before = torch.get_num_threads()  # given back when fit returns
 
         # The data and the length of the run.
-        self.splits = open_splits(config.data, cfg.seed)
         self.train_loader, self.val_loader = build_loaders(
             self.splits,
             config.data,

@@ -24,8 +24,8 @@ SHARED_DATA = Path(os.environ.get("CITYSEG_SHARED_DATA", REPO.parent / "shared" 
 
 def use_fast_allocator() -> None:
     """Run this script with the allocator the ``cityseg`` command would use (``CITYSEG_ALLOCATOR``:
-    glibc with its thresholds raised unless another is asked for), so the numbers are the ones
-    users get."""
+    tcmalloc where installed, else glibc with its thresholds raised, unless another is asked
+    for), so the numbers are the ones users get."""
     sys.path.insert(0, str(REPO / "src"))
     from cityseg.runtime.allocator import prepare_allocator
 

@@ -14,7 +14,7 @@ batch size, size and augmentation (horizontal flip), each in a fresh process:
   normalisation on the device, the precision and memory layout ``cityseg train`` takes by
   default (on a CPU the fastest of bf16/float32 x channels_last/contiguous, measured once and
   remembered: the measurement is timed apart), the bincount confusion matrix, the allocator
-  ``cityseg train`` uses by default;
+  ``cityseg train`` uses by default (tcmalloc where installed, else glibc's, tuned);
 * train: ``cityseg train`` itself, one epoch with its defaults on the same cache, network, size
   and batch (its own 10% hold-out of the 300 images, chosen by its seed; its learning-rate
   schedule, progress line, metrics and run folder included); the times come from its
@@ -66,6 +66,7 @@ TARGET = 4.0
 # What each switch changes in cityseg's default: (environment, description). The step setting
 # switches are run for the precision and layout that the default did not choose.
 SWITCHES = {
+    "glibc": ({"CITYSEG_ALLOCATOR": "glibc"}, "glibc's allocator with its thresholds raised"),
     "glibc-defaults": ({"CITYSEG_ALLOCATOR": "glibc-defaults"}, "glibc's allocator untuned"),
     "jemalloc": ({"CITYSEG_ALLOCATOR": "jemalloc"}, "jemalloc preloaded"),
     "tcmalloc": ({"CITYSEG_ALLOCATOR": "tcmalloc"}, "tcmalloc preloaded"),
@@ -139,7 +140,7 @@ def main() -> None:
 def compare(args, scratch: Path) -> None:
     from cityseg.config import load_config
     from cityseg.data.prepare import prepare_cache
-    from cityseg.runtime.allocator import LIBRARIES, find_allocator
+    from cityseg.runtime.allocator import LIBRARIES, default_allocator, find_allocator
     from cityseg.train.step_setting import choose_step_setting
 
     device = resolve_device(args.device, args.threads, args.smoke)
@@ -179,6 +180,7 @@ def compare(args, scratch: Path) -> None:
             "channels_last" if setting.channels_last else "contiguous",
             "threads1" if setting.threads == 1 else "threads-all",
             "workers0" if device.type == "cpu" else "workers1",  # the cache's default
+            default_allocator(),
         }
         paths = [path for path in PATHS if path.partition("+")[2] not in chosen]
     unknown = sorted(set(paths) - set(PATHS))
@@ -343,7 +345,10 @@ def run_train_command(args, config: Path, scratch: Path) -> dict:
 def default_environment() -> dict[str, str]:
     """This environment without any allocator choice: what a user gets by default."""
     env = dict(os.environ)
-    for name in ("LD_PRELOAD", "CITYSEG_ALLOCATOR", "GLIBC_TUNABLES", "OMP_WAIT_POLICY"):
+    for name in (
+        "LD_PRELOAD", "CITYSEG_ALLOCATOR", "CITYSEG_ALLOCATOR_PRELOADED", "GLIBC_TUNABLES",
+        "OMP_WAIT_POLICY", "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD",
+    ):  # fmt: skip
         env.pop(name, None)
     return env
 

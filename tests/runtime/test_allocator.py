@@ -1,4 +1,5 @@
-"""The allocator choice: glibc's, tuned, unless CITYSEG_ALLOCATOR asks for another."""
+"""The allocator choice: tcmalloc where installed, else glibc's, tuned, unless CITYSEG_ALLOCATOR
+asks for another."""
 
 from __future__ import annotations
 
@@ -29,16 +30,44 @@ def tunings(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("value", [None, "system", "glibc", " GLIBC "])
-def test_tuned_glibc_is_the_default(execs, tunings, monkeypatch, value):
+@pytest.mark.parametrize("value", [None, "auto", " AUTO "])
+def test_tcmalloc_is_the_default_where_it_is_installed(execs, tunings, monkeypatch, value):
     if value is None:
         monkeypatch.delenv(allocator.VARIABLE, raising=False)
     else:
         monkeypatch.setenv(allocator.VARIABLE, value)
-    monkeypatch.setattr(allocator, "find_allocator", lambda name: "/usr/lib/libjemalloc.so.2")
+    monkeypatch.setattr(allocator, "find_allocator", lambda name: f"/usr/lib/lib{name}.so.4")
+    allocator.prepare_allocator(["train"])
+    (executable, argv, env), = execs  # fmt: skip
+    assert env["LD_PRELOAD"] == "/usr/lib/libtcmalloc.so.4" and tunings == []
+    assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 1 << 40  # no line per big block
+    assert "OMP_WAIT_POLICY" not in env  # OpenMP's own waiting: passive was slower
+
+
+def test_without_tcmalloc_the_default_is_tuned_glibc_and_says_nothing(
+    execs, tunings, monkeypatch, capsys
+):
+    monkeypatch.delenv(allocator.VARIABLE, raising=False)
+    monkeypatch.setattr(allocator, "find_allocator", lambda name: None)
+    allocator.prepare_allocator(["train"])
+    assert execs == [] and tunings == ["tuned"] and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["system", "glibc", " GLIBC "])
+def test_glibc_by_name_is_tuned_glibc(execs, tunings, monkeypatch, value):
+    monkeypatch.setenv(allocator.VARIABLE, value)
+    monkeypatch.setattr(allocator, "find_allocator", lambda name: f"/usr/lib/lib{name}.so.4")
     allocator.prepare_allocator(["train"])
     assert execs == [] and tunings == ["tuned"]
-    assert "OMP_WAIT_POLICY" not in os.environ  # OpenMP's own waiting: passive was slower
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_a_process_already_preloaded_is_not_executed_again(execs, tunings, monkeypatch):
+    monkeypatch.delenv(allocator.VARIABLE, raising=False)
+    monkeypatch.setattr(allocator, "find_allocator", lambda name: f"/usr/lib/lib{name}.so.4")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc.so.4")
+    allocator.prepare_allocator(["train"])
+    assert execs == [] and tunings == []
 
 
 def test_glibc_defaults_leaves_glibc_as_it_comes(execs, tunings, monkeypatch):
@@ -89,6 +118,7 @@ def test_an_installed_allocator_asked_for_is_preloaded(execs, monkeypatch):
     (executable, argv, env), = execs  # fmt: skip
     assert argv[-3:] == ["train", "--config", "c.yaml"]
     assert env["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2" and env[allocator._MARK] == "1"
+    assert "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD" not in env
 
 
 def test_an_allocator_that_is_not_installed_keeps_glibc_and_says_so(
@@ -103,7 +133,7 @@ def test_an_allocator_that_is_not_installed_keeps_glibc_and_says_so(
 
 def test_an_unknown_allocator_is_one_clear_line(monkeypatch):
     monkeypatch.setenv(allocator.VARIABLE, "mimalloc")
-    with pytest.raises(ConfigError, match="unknown allocator; use one of glibc, glibc-defaults"):
+    with pytest.raises(ConfigError, match="unknown allocator; use one of auto, glibc, glibc-defaults"):
         allocator.requested_allocator()
     env = {**os.environ, allocator.VARIABLE: "mimalloc"}
     done = subprocess.run(
@@ -113,5 +143,5 @@ def test_an_unknown_allocator_is_one_clear_line(monkeypatch):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "cityseg evaluate: error: CITYSEG_ALLOCATOR='mimalloc': unknown allocator; use one of "
-        "glibc, glibc-defaults, jemalloc, tcmalloc"
+        "auto, glibc, glibc-defaults, jemalloc, tcmalloc"
     ]

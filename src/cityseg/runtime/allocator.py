@@ -1,16 +1,19 @@
 """Which memory allocator the CPU commands run with (``CITYSEG_ALLOCATOR``).
 
-``glibc`` (the default; ``system`` is the same) keeps glibc's allocator but raises two of its
-thresholds: blocks up to 256 MiB come from the heap instead of fresh ``mmap`` pages, and up to 1
-GiB of freed heap is kept for reuse instead of being handed back to the kernel. A training step
-frees and reallocates the same activation buffers every iteration; with glibc's defaults each one
-is a new mapping whose pages fault in again (seconds of system time per epoch). On the AMD Zen 4
-measured, tuned glibc trained 1.0-1.4x faster than untuned glibc and 1.3-1.9x faster than jemalloc,
-and tcmalloc came within 0.93-1.10x of it (BENCHMARKS.md, sections 6 and 7); on an Intel Xeon with
-AMX, untuned glibc already beat jemalloc. ``glibc-defaults`` leaves glibc as it comes; ``jemalloc``
-or ``tcmalloc`` preload that library when it is installed. The thresholds are set in-process
-(``mallopt``); another allocator can only be preloaded before the process starts, so the console
-entry point then re-executes itself once with ``LD_PRELOAD``.
+``auto`` (the default) is tcmalloc where its library is installed (Debian and Ubuntu:
+``libtcmalloc-minimal4``), otherwise glibc's allocator with two of its thresholds raised. On the
+2-core AMD Zen 4 measured, tcmalloc trained 1.05-1.13x faster than tuned glibc at all four
+benchmarked configurations, tuned glibc 1.1-1.3x faster than glibc as it comes, and jemalloc
+1.5-2.1x slower than tuned glibc (BENCHMARKS.md, section 7); on an Intel Xeon with AMX, glibc as
+it comes beat jemalloc too. The choices by hand: ``tcmalloc``, ``jemalloc`` (preloaded when
+installed), ``glibc`` (``system`` is the same: tuned), ``glibc-defaults`` (as it comes).
+
+Tuned glibc serves blocks up to 256 MiB from the heap instead of fresh ``mmap`` pages and keeps up
+to 1 GiB of freed heap for reuse instead of handing it back to the kernel: a training step frees
+and reallocates the same activation buffers every iteration, and with glibc's defaults each one
+is a new mapping whose pages fault in again (seconds of system time per epoch). The thresholds
+are set in-process (``mallopt``); another allocator can only be preloaded before the process
+starts, so the console entry point then re-executes itself once with ``LD_PRELOAD``.
 
 OpenMP's waiting is left as it comes (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE``, which
 cityseg once set, made training steps 1.3-2.4x slower on the idle 2-core Zen 4 (BENCHMARKS.md,
@@ -32,28 +35,35 @@ LIBRARIES = {
     "jemalloc": ("/usr/lib/*/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2"),
     "tcmalloc": ("/usr/lib/*/libtcmalloc_minimal.so.4", "/usr/lib/*/libtcmalloc.so.4"),
 }
-CHOICES = ("glibc", "glibc-defaults", *LIBRARIES)
+CHOICES = ("auto", "glibc", "glibc-defaults", *LIBRARIES)
 ALIASES = {"system": "glibc"}
 MMAP_THRESHOLD = 256 << 20  # blocks below this come from the heap
 TRIM_THRESHOLD = 1 << 30  # free heap kept before it is returned to the kernel
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+# tcmalloc reports every allocation above 1 GiB on stderr; a full-size evaluation makes some
+_QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 42)}
 _MARK = "CITYSEG_ALLOCATOR_PRELOADED"
 _tuned = False
 
 
 def requested_allocator(environ: dict[str, str] = os.environ) -> str:
-    """The allocator ``CITYSEG_ALLOCATOR`` asks for ('glibc' when unset).
+    """The allocator ``CITYSEG_ALLOCATOR`` asks for ('auto' when unset).
 
     Raises:
         ConfigError: a value that is not one of ``CHOICES`` (or ``ALIASES``).
     """
-    choice = environ.get(VARIABLE, "glibc").strip().lower() or "glibc"
+    choice = environ.get(VARIABLE, "auto").strip().lower() or "auto"
     choice = ALIASES.get(choice, choice)
     if choice not in CHOICES:
         raise ConfigError(
             f"{VARIABLE}={environ[VARIABLE]!r}: unknown allocator; use one of {', '.join(CHOICES)}"
         )
     return choice
+
+
+def default_allocator() -> str:
+    """What ``auto`` stands for on this machine: 'tcmalloc' where it is installed, else 'glibc'."""
+    return "tcmalloc" if find_allocator("tcmalloc") else "glibc"
 
 
 def find_allocator(name: str) -> str | None:
@@ -98,12 +108,14 @@ def describe_allocator() -> str:
 
 
 def prepare_allocator(argv: list[str], program: list[str] | None = None) -> None:
-    """Set up the allocator of a heavy command before torch is loaded: glibc's thresholds raised
-    (the default); or, when ``CITYSEG_ALLOCATOR`` names an installed
-    allocator that is not active yet, this process replaced by ``program`` + ``argv`` (default:
-    ``python -m cityseg``) with it preloaded. A requested allocator that is not installed leaves
-    glibc's, with one line saying so."""
+    """Set up the allocator of a heavy command before torch is loaded: when the allocator asked
+    for (by default tcmalloc, where installed) is not active yet, this process is replaced by
+    ``program`` + ``argv`` (default: ``python -m cityseg``) with it preloaded; with glibc's, its
+    thresholds are raised. An allocator asked for by name that is not installed leaves glibc's,
+    tuned, with one line saying so."""
     choice = requested_allocator()
+    if choice == "auto":
+        choice = default_allocator() if sys.platform.startswith("linux") else "glibc"
     if choice == "glibc":
         tune_glibc()
         return
@@ -122,6 +134,8 @@ def prepare_allocator(argv: list[str], program: list[str] | None = None) -> None
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(filter(None, [library, env.get("LD_PRELOAD", "")]))
     env[_MARK] = "1"
+    if choice == "tcmalloc":
+        env = {**_QUIET, **env}
     sys.stdout.flush()
     sys.stderr.flush()
     program = program or [sys.executable, "-m", "cityseg"]

@@ -80,6 +80,17 @@ def test_a_step_after_another_settings_step_is_not_the_one_timed():
     assert min(times, key=times.get) == BF16_CL
 
 
+def test_a_close_call_is_timed_again_and_a_clear_one_is_not(tmp_path):
+    seconds = {BF16_CL: 0.03, BF16: 0.010, FP32_CL: 0.03, FP32: 0.0108}
+    calls: list[StepSetting] = []
+    choice, note = fastest_setting("net", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
+    assert choice == BF16
+    # two rounds of all four, then four more rounds of the two within 10% of the fastest
+    assert len(calls) == 4 * 4 + 2 * 2 * tuning.CLOSE_CALL_STEPS
+    assert calls[16:] == [BF16, BF16, FP32, FP32] * tuning.CLOSE_CALL_STEPS
+    assert "bf16, contiguous 1" in note and "bf16, channels_last 3" in note
+
+
 def test_another_configuration_or_candidate_list_is_measured_apart(tmp_path):
     seconds = {BF16_CL: 0.001, BF16: 0.02, FP32_CL: 0.02, FP32: 0.02}
     calls: list[StepSetting] = []
@@ -87,10 +98,10 @@ def test_another_configuration_or_candidate_list_is_measured_apart(tmp_path):
     first = len(calls)
     choice, _ = fastest_setting("net | batch 1", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
     assert choice == BF16_CL and len(calls) == 2 * first
-    choice, _ = fastest_setting(
-        "net | batch 1", [BF16, FP32], sleeping_steps(seconds, calls), tmp_path
-    )
-    assert choice in (BF16, FP32) and len(calls) == 2 * first + 8
+    apart = {BF16: 0.001, FP32: 0.02}
+    two = [BF16, FP32]
+    choice, _ = fastest_setting("net | batch 1", two, sleeping_steps(apart, calls), tmp_path)
+    assert choice == BF16 and len(calls) == 2 * first + 8
     assert len(json.loads((tmp_path / "speed.json").read_text())) == 3
 
 

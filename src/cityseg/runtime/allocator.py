@@ -3,7 +3,7 @@
 ``auto`` (the default) is tcmalloc where its library is installed (Debian and Ubuntu:
 ``libtcmalloc-minimal4``), otherwise glibc's allocator with two of its thresholds raised. On the
 2-core AMD Zen 4 measured, tcmalloc trained 1.05-1.13x faster than tuned glibc at all four
-benchmarked configurations, tuned glibc 1.1-1.3x faster than glibc as it comes, and jemalloc
+benchmarked configurations, tuned glibc 1.0-1.4x faster than glibc as it comes, and jemalloc
 1.5-2.1x slower than tuned glibc (BENCHMARKS.md, section 7); on an Intel Xeon with AMX, glibc as
 it comes beat jemalloc too. The choices by hand: ``tcmalloc``, ``jemalloc`` (preloaded when
 installed), ``glibc`` (``system`` is the same: tuned), ``glibc-defaults`` (as it comes).

@@ -343,12 +343,12 @@ def run_train_command(args, config: Path, scratch: Path) -> dict:
 
 
 def default_environment() -> dict[str, str]:
-    """This environment without any allocator choice: what a user gets by default."""
+    """This environment without any allocator or OpenMP waiting choice: what a user gets by
+    default."""
+    from cityseg.runtime.allocator import ENVIRONMENT
+
     env = dict(os.environ)
-    for name in (
-        "LD_PRELOAD", "CITYSEG_ALLOCATOR", "CITYSEG_ALLOCATOR_PRELOADED", "GLIBC_TUNABLES",
-        "OMP_WAIT_POLICY", "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD",
-    ):  # fmt: skip
+    for name in (*ENVIRONMENT, "OMP_WAIT_POLICY"):
         env.pop(name, None)
     return env
 

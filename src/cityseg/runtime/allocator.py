@@ -43,6 +43,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 # tcmalloc reports every allocation above 1 GiB on stderr; a full-size evaluation makes some
 _QUIET = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 42)}
 _MARK = "CITYSEG_ALLOCATOR_PRELOADED"
+# Every variable the choice reads or sets: without them, a process gets the default.
+ENVIRONMENT = (VARIABLE, _MARK, "LD_PRELOAD", "GLIBC_TUNABLES", *_QUIET)
 _tuned = False
 
 
@@ -115,7 +117,7 @@ def prepare_allocator(argv: list[str], program: list[str] | None = None) -> None
     tuned, with one line saying so."""
     choice = requested_allocator()
     if choice == "auto":
-        choice = default_allocator() if sys.platform.startswith("linux") else "glibc"
+        choice = default_allocator()
     if choice == "glibc":
         tune_glibc()
         return

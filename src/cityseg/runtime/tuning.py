@@ -71,7 +71,8 @@ def time_settings(
     on the machine falls on all alike), each step timed right after an untimed one of the same
     setting; the fastest of each. A setting ``OUT_OF_THE_RACE`` times slower than the fastest
     after a round is not timed again (float32 on one thread took 3.6-4.2 s a step of the
-    31 M-parameter U-Net at batch 8, where bf16 on two took 0.9 s).
+    31 M-parameter U-Net at batch 8, where bf16 on two took 0.9 s); the settings within
+    ``CLOSE_CALL`` of the fastest at the end are timed ``CLOSE_CALL_STEPS`` rounds more.
 
     The untimed step brings back what the other settings displaced: oneDNN keeps the kernels it
     built (per layer, number format, layout and thread count) in a cache of 1,024, fewer than eight
@@ -83,14 +84,26 @@ def time_settings(
     best = dict.fromkeys(settings, float("inf"))
     for _ in range(steps):
         fastest = min(best.values())
-        for setting, call in calls.items():
-            if best[setting] > OUT_OF_THE_RACE * fastest:
-                continue
-            call()
-            started = time.perf_counter()
-            call()
-            best[setting] = min(best[setting], time.perf_counter() - started)
+        _time_round(calls, [s for s in settings if best[s] <= OUT_OF_THE_RACE * fastest], best)
+    fastest = min(best.values())
+    close = [s for s in settings if best[s] <= CLOSE_CALL * fastest]
+    if len(close) > 1:
+        for _ in range(CLOSE_CALL_STEPS):
+            _time_round(calls, close, best)
     return best
+
+
+def _time_round(
+    calls: dict[StepSetting, Callable[[], None]],
+    settings: Sequence[StepSetting],
+    best: dict[StepSetting, float],
+) -> None:
+    """An untimed and a timed step of each of ``settings``, in turns; ``best`` keeps the fastest."""
+    for setting in settings:
+        calls[setting]()
+        started = time.perf_counter()
+        calls[setting]()
+        best[setting] = min(best[setting], time.perf_counter() - started)
 
 
 def cache_folder() -> Path:
@@ -126,9 +139,9 @@ def fastest_setting(
     folder: Path | None = None,
 ) -> tuple[StepSetting, str]:
     """The fastest of ``settings`` for ``key`` (a description of the network, batch and size):
-    remembered if it was measured before on this machine, else measured now and remembered (the
-    settings within ``CLOSE_CALL`` of the fastest are timed again, ``CLOSE_CALL_STEPS`` more
-    steps each). Also returns one line saying what was chosen and why."""
+    remembered if it was measured before on this machine, else measured now
+    (:func:`time_settings`) and remembered. Also returns one line saying what was chosen and
+    why."""
     if len(settings) == 1:
         return settings[0], ""
     path = (folder or cache_folder()) / CACHE_FILE
@@ -141,10 +154,6 @@ def fastest_setting(
         )
     started = time.perf_counter()
     times = time_settings(make_step, settings)
-    close = [s for s, seconds in times.items() if seconds <= CLOSE_CALL * min(times.values())]
-    if len(close) > 1:
-        again = time_settings(make_step, close, CLOSE_CALL_STEPS)
-        times.update({s: min(times[s], again[s]) for s in close})
     choice = min(times, key=times.get)
     spent = time.perf_counter() - started
     measured = ", ".join(f"{s.describe()} {1000 * t:.0f} ms" for s, t in times.items())

@@ -16,6 +16,7 @@ import torch
 
 from cityseg import faults, limits
 from cityseg.checkpoint.format import FORMAT, INFERENCE_KEYS
+from cityseg.checkpoint.integrity import nonfinite_tensor, zip_problem
 from cityseg.errors import CheckpointError
 
 
@@ -86,7 +87,9 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a cityseg checkpoint (``weights_only=True``); CheckpointError if it is not one.
+    """Read a cityseg checkpoint (``weights_only=True``); CheckpointError if it is not one, or
+    if it is damaged: a member whose bytes do not match the CRC-32 its zip stores, a truncated
+    file, or a floating tensor holding NaN or infinite values.
 
     A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``)."""
     path = checkpoint_file(path)
@@ -95,6 +98,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: {problem}; give a .pt file written by training")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; give a .pt file written by training")
+    try:
+        damage = zip_problem(path)
+    except OSError as error:
+        raise CheckpointError(
+            f"{path}: cannot be read ({error.strerror or error}); check the file's permissions"
+        ) from None
+    if damage is not None:
+        raise _damaged(path, damage)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except (MemoryError, torch.OutOfMemoryError):
@@ -117,7 +128,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             f"{path}: not a cityseg checkpoint (format {found!r}, expected {FORMAT!r}); "
             "use a checkpoint_*.pt file written by `cityseg train`"
         )
+    tensor = nonfinite_tensor(state)
+    if tensor is not None:
+        raise _damaged(path, f"{tensor} holds NaN or infinite values")
     return state
+
+
+def _damaged(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: damaged checkpoint ({reason}); copy it again from where it came from, or use "
+        "another checkpoint of the run (checkpoint_last.pt or checkpoint_best.pt)"
+    )
 
 
 def _last_line(error: Exception) -> str:

@@ -10,16 +10,16 @@ batch 1; and one thread can beat two where the cores are shared. No rule on the 
 gets all of these right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a
 CPU, the trainer times each candidate setting on the run's own network, batch and size, keeps
 the fastest and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
-``$XDG_CACHE_HOME/cityseg``, else ``~/.cache/cityseg``), under a key naming the CPU, its threads,
-the torch version, the network, the batch and the size: the measurement runs once per machine and
-configuration (seconds), and runs that share them take the same setting.
+``$XDG_CACHE_HOME/cityseg``, else ``~/.cache/cityseg``; read and written within bounds by
+:mod:`cityseg.runtime.speed_cache`), under a key naming the CPU, its threads, the torch version,
+the network, the batch and the size: the measurement runs once per machine and configuration
+(seconds), and runs that share them take the same setting.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +27,14 @@ from pathlib import Path
 
 import torch
 
-CACHE_VARIABLE = "CITYSEG_CACHE_DIR"
-CACHE_FILE = "speed.json"
+from cityseg.runtime.speed_cache import (
+    CACHE_FILE,
+    NO_FOLDER,
+    cache_folder,
+    read_cache,
+    write_cache,
+)
+
 # Settings whose step is within this factor of the fastest are a close call: timed again, longer.
 # Two timed steps each tell apart settings 10% apart, not 5%: the peer U-Net's two layouts (208
 # against 219 ms) came out in the other order in the next measurement and in a whole epoch.
@@ -106,14 +112,6 @@ def _time_round(
         best[setting] = min(best[setting], time.perf_counter() - started)
 
 
-def cache_folder() -> Path:
-    """Where cityseg keeps what it measured about this machine."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cityseg"
-
-
 def machine_key() -> str:
     """The CPU, the threads torch uses and the torch version: what a measurement holds for."""
     return (
@@ -144,9 +142,12 @@ def fastest_setting(
     why."""
     if len(settings) == 1:
         return settings[0], ""
-    path = (folder or cache_folder()) / CACHE_FILE
+    folder = folder or cache_folder()
+    path = folder / CACHE_FILE if folder is not None else None
     full_key = f"{machine_key()} | {key} | {' / '.join(s.describe() for s in settings)}"
-    known = read_cache(path)
+    known, problem = read_cache(path) if path is not None else ({}, None)
+    if problem is not None:
+        print(f"warning: {problem}; counted as no speed cache", file=sys.stderr, flush=True)
     remembered = remembered_setting(known, full_key)
     if remembered in settings:
         return remembered, (
@@ -157,6 +158,7 @@ def fastest_setting(
     choice = min(times, key=times.get)
     spent = time.perf_counter() - started
     measured = ", ".join(f"{s.describe()} {1000 * t:.0f} ms" for s, t in times.items())
+    known.pop(full_key, None)  # (re)measured: the newest entry, the last dropped
     known[full_key] = {
         "setting": {
             "precision": choice.precision,
@@ -165,7 +167,8 @@ def fastest_setting(
         },
         "step_ms": {s.describe(): round(1000 * t, 1) for s, t in times.items()},
     }
-    where = f"remembered in {path}" if write_cache(path, known) else "not remembered"
+    unwritten = write_cache(path, known) if path is not None else NO_FOLDER
+    where = f"remembered in {path}" if unwritten is None else f"not remembered: {unwritten}"
     return choice, (
         f"speed: {choice.describe()}, the fastest of a step measured in {spent:.0f} s "
         f"({measured}); {where}"
@@ -180,25 +183,3 @@ def remembered_setting(known: dict, key: str) -> StepSetting | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def read_cache(path: Path) -> dict:
-    """The measurements remembered in ``path``; an unreadable or damaged file counts as none."""
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return known if isinstance(known, dict) else {}
-
-
-def write_cache(path: Path, known: dict) -> bool:
-    """Write ``known`` to ``path`` whole (a reader never sees half a file); False if the folder
-    cannot be written (the choice then holds for this run only)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(known, indent=1, sort_keys=True))
-        os.replace(partial, path)
-    except OSError:
-        return False
-    return True

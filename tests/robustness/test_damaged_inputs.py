@@ -2,7 +2,8 @@
 
 A checkpoint whose bytes changed (NaN weights, a flipped bit, a cut-off end) is refused on load
 with the one-line "damaged checkpoint" error; an image's EXIF orientation tag is ignored for
-dataset files (photo and labels decode the same way) and applied to the photos `predict` reads.
+dataset files (photo and labels decode the same way) and applied to the photos `predict` reads
+(a user expects a phone photo upright).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,8 +21,13 @@ from PIL import Image
 
 from cityseg.checkpoint.io import load_checkpoint, save_checkpoint
 from cityseg.checkpoint.loading import load_model
+from cityseg.data.check import check_dataset
+from cityseg.data.cityscapes import CityscapesDataset
+from cityseg.data.io import read_label_png, read_rgb
+from cityseg.data.pairs import PairsDataset
 from cityseg.errors import CheckpointError
-from tests.helpers import in_process, save_tiny_checkpoint
+from cityseg.predict.files import read_photo
+from tests.helpers import in_process, save_tiny_checkpoint, write_pairs, write_scenes
 
 LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip member's local file header (30 bytes)
 
@@ -107,8 +114,73 @@ def test_predict_with_a_damaged_checkpoint_is_one_line(checkpoint, tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
-def rotated_jpeg(path: Path, image: np.ndarray, orientation: int = 3) -> None:
-    """``image`` saved as a JPEG whose EXIF tells viewers to rotate it (3: by 180 degrees)."""
+ROTATE_180, ROTATE_90 = 3, 6
+"""EXIF orientation tags: show the stored pixels turned by 180 degrees, or by 90 clockwise."""
+
+
+def tag_orientation(path: Path, orientation: int) -> None:
+    """Give an image file an EXIF orientation tag (written by Pillow), its pixels unchanged: a
+    JPEG gets an APP1 segment after its start marker, a PNG is saved again (losslessly)."""
     exif = Image.Exif()
     exif[0x0112] = orientation
-    Image.fromarray(image).save(path, "JPEG", quality=100, exif=exif.tobytes())
+    payload = exif.tobytes()  # b"Exif\0\0" and the TIFF structure, as APP1 holds it
+    data = path.read_bytes()
+    if data.startswith(b"\xff\xd8"):
+        segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+        path.write_bytes(data[:2] + segment + data[2:])
+    else:
+        with Image.open(path) as image:
+            image.load()
+        image.save(path, "PNG", exif=payload)
+
+
+def test_a_rotated_pairs_jpeg_is_read_as_stored(tmp_path):
+    """A pairs JPEG tagged "rotate 180" keeps the photo on the left and the labels on the right:
+    `data check`, training and `predict --input-format pairs` see the stored halves."""
+    root = write_pairs(tmp_path / "pairs", 2, size=32)
+    before = PairsDataset(root, "train")
+    stored = [before.read(sample) for sample in before.samples]
+    tag_orientation(root / "train" / "1.jpg", ROTATE_180)
+    after = PairsDataset(root, "train")
+    for (image, target), sample in zip(stored, after.samples, strict=True):
+        tagged_image, tagged_target = after.read(sample)
+        assert np.array_equal(tagged_image, image) and np.array_equal(tagged_target, target)
+    assert np.array_equal(read_photo(root / "train" / "1.jpg", "pairs"), stored[0][0])
+    check_dataset(root, sample=2, progress=False)  # raises on any problem
+
+
+@pytest.mark.parametrize("orientation", [ROTATE_180, ROTATE_90])
+@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+def test_a_rotated_photo_in_the_official_layout_lines_up_with_its_labels(
+    tmp_path, orientation, encoding
+):
+    """A leftImg8bit photo with an orientation tag (a PNG's eXIf chunk, or JPEG bytes under the
+    .png name) is decoded as stored, like its label map: the same pixels, the same size."""
+    root = write_scenes(tmp_path / "scenes", {"train": 2}, 32, 64)
+    dataset = CityscapesDataset(root, "train")
+    sample = dataset.samples[0]
+    if encoding == "jpeg":
+        photo = read_rgb(sample.image_path)[..., ::-1]
+        jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+        sample.image_path.write_bytes(jpeg)
+    image, target = dataset.read(sample)
+    tag_orientation(sample.image_path, orientation)
+    tagged_image, tagged_target = dataset.read(sample)
+    assert np.array_equal(tagged_image, image) and np.array_equal(tagged_target, target)
+    check_dataset(root, sample=2, progress=False)
+
+
+def test_predict_turns_a_phone_photo_upright(checkpoint, tmp_path):
+    """A user's photo tagged "rotate 90" is segmented as it is shown, and written upright."""
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :32] = (200, 30, 30)  # the left half red: the top once turned upright
+    photo = tmp_path / "phone.jpg"
+    cv2.imwrite(str(photo), stored[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    tag_orientation(photo, ROTATE_90)
+    upright = read_photo(photo)
+    assert upright.shape == (64, 32, 3)
+    assert upright[:32, :, 0].mean() > 150 > upright[32:, :, 0].mean()
+    status = in_process("predict", str(checkpoint), str(photo), "--out", str(tmp_path / "out"))
+    assert status == 0
+    written = read_label_png(tmp_path / "out" / "phone_trainIds.png")
+    assert written.shape == (64, 32)

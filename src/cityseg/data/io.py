@@ -5,6 +5,13 @@ Every failure is a :class:`~cityseg.errors.DataError` that names the file and sa
 partly grey picture, so the bytes are checked for their end marker (PNG ``IEND`` chunk, JPEG
 ``FFD9``) before decoding. :func:`read_header` gives the size of a PNG or JPEG from its first bytes,
 for pairing checks over thousands of files without decoding any pixels.
+
+EXIF orientation: OpenCV turns a PNG or JPEG upright by its EXIF orientation tag in
+``IMREAD_COLOR``, but not in ``IMREAD_UNCHANGED`` (how label maps are read), so a photo tagged
+"rotate 180" would no longer line up with its labels, and a pairs JPEG would swap its halves.
+Dataset files are therefore decoded as stored, tag ignored, photos and labels alike (the sizes in
+their headers are the stored ones too); only a photo that has no labels, such as one `predict`
+reads, is turned upright (``read_rgb(path, upright=True)``).
 """
 
 from __future__ import annotations
@@ -85,19 +92,26 @@ def check_complete(path: Path) -> None:
     _check_end_marker(path, head, tail)
 
 
-def read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path, upright: bool = False) -> np.ndarray:
     """Decode a colour photo as RGB uint8 (H, W, 3); grey or 16-bit files are converted.
+
+    Args:
+        path: a PNG or JPEG file.
+        upright: apply the file's EXIF orientation tag (a phone photo as its viewer shows it),
+            for photos without labels. False, for dataset files: the pixels as stored, the tag
+            ignored, as it is for their label maps, so that photo and labels line up.
 
     Raises:
         DataError: missing, unreadable, truncated or undecodable file.
     """
-    image = _decode(path, cv2.IMREAD_COLOR)
+    orientation = 0 if upright else cv2.IMREAD_IGNORE_ORIENTATION
+    image = _decode(path, cv2.IMREAD_COLOR | orientation)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_unchanged(path: Path) -> np.ndarray:
-    """Decode a PNG or JPEG as stored (any channels, 8 or 16 bits), after the same checks as
-    every reader here: a regular file, size and pixel limits, end marker.
+    """Decode a PNG or JPEG as stored (any channels, 8 or 16 bits, EXIF orientation ignored),
+    after the same checks as every reader here: a regular file, size and pixel limits, end marker.
 
     Raises:
         DataError: missing, unreadable, too large, truncated or undecodable file.

@@ -41,6 +41,11 @@ class PhotoSegmenter(Protocol):
 def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
     """The RGB uint8 photo (H, W, 3) of an input file.
 
+    A photo is turned upright by its EXIF orientation tag, as a phone's viewer shows it: the
+    segmentation is made on the upright photo, and the PNGs written from it (which carry no
+    tag) are upright too, so they lie over the photo as the user sees it. A pairs JPEG is a
+    dataset file: decoded as stored, as training decodes it, so its halves stay in place.
+
     Args:
         path: a PNG or JPEG file.
         input_format: "image" (the whole file is the photo) or "pairs" (a Kaggle pairs JPEG, twice
@@ -51,7 +56,7 @@ def read_photo(path: str | Path, input_format: str = "image") -> np.ndarray:
     """
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"input format {input_format!r} is unknown; use one of {INPUT_FORMATS}")
-    image = read_rgb(Path(path))
+    image = read_rgb(Path(path), upright=input_format == "image")
     if input_format == "image":
         return image
     height, width = image.shape[:2]

@@ -1,11 +1,11 @@
 """Videos and frame sequences in, segmented videos out: the video side of ``cityseg predict``.
 
 A source is a video file OpenCV can decode (mp4, avi, mov, mkv) or a folder of frames (PNG or
-JPEG, taken in name order). :func:`predict_video` segments its frames in batches, optionally
-smooths the class probabilities over time (an exponential moving average, ``smooth``: the weight
-of the current frame, 1 = none), and writes ``<stem>_overlay.mp4`` at the source's frame rate,
-and as asked ``<stem>_color.mp4`` and per-frame ``<stem>_frames/<stem>_NNNNNN_labelIds.png`` /
-``_trainIds.png``.
+JPEG, taken in name order, each turned upright by its EXIF orientation tag as a photo is).
+:func:`predict_video` segments its frames in batches, optionally smooths the class probabilities
+over time (an exponential moving average, ``smooth``: the weight of the current frame, 1 = none),
+and writes ``<stem>_overlay.mp4`` at the source's frame rate, and as asked ``<stem>_color.mp4``
+and per-frame ``<stem>_frames/<stem>_NNNNNN_labelIds.png`` / ``_trainIds.png``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class FrameSource:
             )
             if not self._files:
                 raise DataError(f"{self.path}: no PNG or JPEG frames in this folder")
-            self.first = read_rgb(self._files[0])
+            self.first = read_rgb(self._files[0], upright=True)
             self.fps = float(fps or DEFAULT_SEQUENCE_FPS)
             self.count = len(self._files)
         else:
@@ -117,7 +117,7 @@ class FrameSource:
             self._capture.release()
             return
         for path in self._files[1:]:
-            yield self._checked(read_rgb(path), path)
+            yield self._checked(read_rgb(path, upright=True), path)
 
     def _checked(self, frame: np.ndarray, where: Path) -> np.ndarray:
         if frame.shape[:2] != self.size:

@@ -20,11 +20,11 @@ import errno
 import getpass
 import hashlib
 import io
+import json
 import os
 import shutil
 import sys
 import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from pathlib import Path
 import requests
 from cityscapesscripts.download import downloader
 
+from cityseg.data.archives import check_archive, unpack_archive
 from cityseg.data.check import check_dataset, format_report
 from cityseg.data.io import read_header
 from cityseg.errors import DataError, UserError
@@ -222,15 +223,11 @@ def _md5(path: Path) -> str:
 
 
 def _unzip(archive: Path, out: Path) -> None:
+    """Unpack ``archive`` into ``out`` once it is checked completely (see
+    :func:`cityseg.data.archives.check_archive`)."""
+    check_archive(archive, out)
     try:
-        with zipfile.ZipFile(archive) as opened:
-            for member in opened.infolist():
-                target = (out / member.filename).resolve()
-                if not target.is_relative_to(out.resolve()):
-                    raise DataError(f"{archive}: holds {member.filename}, outside the folder")
-            opened.extractall(out)
-    except zipfile.BadZipFile:
-        raise DataError(f"{archive}: not a readable zip archive; delete it and run again") from None
+        unpack_archive(archive, out)
     except OSError as error:
         raise _disk_error(out, error) from None
 
@@ -282,38 +279,108 @@ def kagglehub_download(handle: str = KAGGLE_PAIRS) -> Path:
 
 def download_pairs(out: str | Path, from_zip: str | Path | None = None) -> Downloaded:
     """The Kaggle pairs set in ``out/train`` and ``out/val`` (checked: 2975 and 500 JPEGs of
-    512x256), from kagglehub or from an archive the user has."""
+    512x256), from kagglehub or from an archive the user has.
+
+    Nothing in ``out`` is touched until the archive is checked and its splits are unpacked and
+    checked in a hidden folder beside them; only then are they renamed into place. An existing
+    ``out/train`` or ``out/val`` is replaced only when an earlier download wrote it (its marker,
+    :data:`DOWNLOAD_MARKER`, says so); a failed download leaves ``out`` as it found it.
+
+    Raises:
+        DataError: an existing split folder the command did not write, an archive that fails its
+            check, or data that is not the pairs set.
+    """
     out = Path(out)
+    check_pairs_folders(out)
+    if from_zip is not None:
+        check_archive(Path(from_zip), out)
+    created = not out.exists()
     _make_folder(out)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".unpack-") as scratch:
-        if from_zip is not None:
-            source = Path(scratch)
-            _unzip(Path(from_zip), source)
-            origin = str(from_zip)
-        else:
-            source = kagglehub_download()
-            origin = f"kaggle {KAGGLE_PAIRS} ({source})"
-        lines = [f"pairs from {origin}"]
-        for split in PAIRS_SPLITS:
-            found = find_split(source, split)
-            if found is None:
-                raise DataError(
-                    f"{origin}: no {split}/ folder of JPEGs inside; is this the "
-                    "cityscapes-image-pairs archive?"
-                )
-            target = out / split
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(found, target) if from_zip is None else shutil.move(found, target)
-            lines.append(f"{split}: {found.relative_to(source)} -> {target}")
-    problems = check_pairs(out)
-    if problems:
-        raise DataError(*problems)
+    try:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".unpack-") as scratch:
+            lines = _unpack_pairs(out, Path(scratch), from_zip)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: the folder this download made
+        raise
     lines.append(
         f"checked: {PAIRS_SPLITS['train']} train and {PAIRS_SPLITS['val']} val JPEGs of "
         f"{PAIRS_SIZE[1]}x{PAIRS_SIZE[0]} in {out}"
     )
     return Downloaded(out, lines)
+
+
+DOWNLOAD_MARKER = ".cityseg-download.json"
+"""Written beside ``train/`` and ``val/`` by a complete pairs download: the folders it replaces."""
+
+
+def check_pairs_folders(out: Path) -> None:
+    """Refuse, before any work, split folders of ``out`` that a pairs download did not write
+    (an empty folder is taken as it holds nothing)."""
+    ours = _marker(out).get("dataset") == "pairs"
+    for split in PAIRS_SPLITS:
+        folder = out / split
+        exists = folder.exists() or folder.is_symlink()
+        empty = folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir())
+        if exists and not empty and not (ours and folder.is_dir() and not folder.is_symlink()):
+            raise DataError(
+                f"{folder}: already exists and was not written by `cityseg data download pairs` "
+                f"(no {DOWNLOAD_MARKER}); it is left as it is: move it away or choose another --out"
+            )
+
+
+def _marker(out: Path) -> dict:
+    try:
+        marker = json.loads((out / DOWNLOAD_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def _unpack_pairs(out: Path, scratch: Path, from_zip: str | Path | None) -> list[str]:
+    """Unpack and check the splits in ``scratch``, then rename them into ``out``."""
+    if from_zip is not None:
+        source = scratch / "archive"
+        try:
+            unpack_archive(Path(from_zip), source)
+        except OSError as error:
+            raise _disk_error(out, error) from None
+        origin = str(from_zip)
+    else:
+        source = kagglehub_download()
+        origin = f"kaggle {KAGGLE_PAIRS} ({source})"
+    lines = [f"pairs from {origin}"]
+    staged = {}
+    for split in PAIRS_SPLITS:
+        found = find_split(source, split)
+        if found is None:
+            raise DataError(
+                f"{origin}: no {split}/ folder of JPEGs inside; is this the "
+                "cityscapes-image-pairs archive?"
+            )
+        staged[split] = scratch / f"new-{split}"
+        try:
+            if from_zip is None:
+                shutil.copytree(found, staged[split])  # kagglehub's cache is left as it is
+            else:
+                found.rename(staged[split])
+        except OSError as error:
+            raise _disk_error(out, error) from None
+        lines.append(f"{split}: {found.relative_to(source)} -> {out / split}")
+    problems = check_pairs(scratch, staged, shown=out)
+    if problems:
+        raise DataError(*problems)
+    for split, folder in staged.items():
+        target = out / split
+        if target.is_dir():  # an earlier download's (checked): moved into the scratch, deleted
+            os.replace(target, scratch / f"old-{split}")
+        os.replace(folder, target)
+    temporary = out / f".{DOWNLOAD_MARKER}.tmp"
+    splits = {split: len(list((out / split).glob("*.jpg"))) for split in PAIRS_SPLITS}
+    temporary.write_text(json.dumps({"dataset": "pairs", "source": origin, "splits": splits}))
+    os.replace(temporary, out / DOWNLOAD_MARKER)
+    return lines
 
 
 def find_split(root: Path, split: str) -> Path | None:
@@ -323,14 +390,24 @@ def find_split(root: Path, split: str) -> Path | None:
     return min(candidates, key=lambda p: (len(p.parts), str(p))) if candidates else None
 
 
-def check_pairs(root: Path) -> list[str]:
-    """One line per way ``root`` differs from the pairs set: counts and image sizes."""
+def check_pairs(
+    root: Path, folders: dict[str, Path] | None = None, shown: Path | None = None
+) -> list[str]:
+    """One line per way ``root`` differs from the pairs set: counts and image sizes.
+
+    Args:
+        root: the dataset folder.
+        folders: where each split is, when not ``root/<split>``.
+        shown: the folder the messages name instead of ``root`` (where the splits will go).
+    """
+    folders = folders or {split: root / split for split in PAIRS_SPLITS}
+    shown = shown or root
     problems = []
     for split, expected in PAIRS_SPLITS.items():
-        files = sorted((root / split).glob("*.jpg"))
+        files = sorted(folders[split].glob("*.jpg"))
         if len(files) != expected:
             problems.append(
-                f"{root / split}: {len(files)} JPEGs where the pairs set has {expected}; the "
+                f"{shown / split}: {len(files)} JPEGs where the pairs set has {expected}; the "
                 "archive is incomplete or another dataset"
             )
         sizes = {}
@@ -344,7 +421,7 @@ def check_pairs(root: Path) -> list[str]:
         for (height, width), path in sizes.items():
             if (height, width) != PAIRS_SIZE:
                 problems.append(
-                    f"{path}: {width}x{height} pixels where pairs images are "
+                    f"{shown / split / path.name}: {width}x{height} pixels where pairs images are "
                     f"{PAIRS_SIZE[1]}x{PAIRS_SIZE[0]} (photo | labels)"
                 )
     return problems

@@ -11,6 +11,10 @@ arrays are on disk and its index is written: an interrupted prepare leaves no fo
 a cache (the next prepare removes the leftover). A split whose index already matches the source
 (same files, sizes, modification times, size and count) is left as it is unless ``force``.
 
+A prepare replaces only what it wrote: before any decoding, every ``CACHE/<split>/`` that exists
+must be a cache split (it holds an ``index.json``) or empty, and no dataset file may lie inside it;
+``CACHE`` may not be the dataset folder itself. Anything else is one line naming the folder.
+
 Example:
     >>> from cityseg.data.prepare import prepare_cache
     >>> prepare_cache("/data/pairs", "/data/cache", size=(256, 512))  # doctest: +SKIP
@@ -112,15 +116,75 @@ def prepare_cache(
     size = None if size is None else (int(size[0]), int(size[1]))
     workers = processes.worker_count(workers or None)
     out = Path(out)
+    datasets = {
+        split: open_files(root, split, data_format, max_images=max_images) for split in splits
+    }
+    samples = [sample for dataset in datasets.values() for sample in dataset.samples]
+    check_cache_folders(root, out, splits, samples)
+    options = (size, workers, max_images, force, progress)
     return [
-        _prepare_split(root, data_format, split, out, size, workers, max_images, force, progress)
-        for split in splits
+        _prepare_split(root, data_format, datasets[split], split, out, *options) for split in splits
     ]
+
+
+def check_cache_folders(root: Path, out: Path, splits: Sequence[str], samples) -> None:
+    """Refuse, before any work, a cache that would replace what it did not write.
+
+    Raises:
+        DataError: ``out`` is the dataset folder, or a ``out/<split>`` folder exists that is
+            neither empty nor a cache split, or holds a file of the dataset.
+    """
+    if out.resolve() == root:
+        raise DataError(
+            f"{out}: is the dataset folder itself; give the cache a folder of its own with --out"
+        )
+    for split in splits:
+        folder = out / split
+        if not (folder.exists() or folder.is_symlink()):
+            continue
+        target = folder.resolve()
+        inside = next(
+            (
+                path
+                for sample in samples
+                for path in (sample.image_path, sample.label_path)
+                if path is not None and Path(path).resolve().is_relative_to(target)
+            ),
+            None,
+        )
+        if inside is not None:
+            raise DataError(
+                f"{folder}: holds files of the dataset ({inside}); a cache is written beside the "
+                "dataset, never over it: choose another --out"
+            )
+        if not is_cache_split(folder):
+            raise _not_a_cache(folder)
+
+
+def _not_a_cache(folder: Path) -> DataError:
+    return DataError(
+        f"{folder}: exists and is not a cache split (no {INDEX_FILE}); it is left as it is: move "
+        "it away or choose another --out"
+    )
+
+
+def is_cache_split(folder: Path) -> bool:
+    """Whether ``folder`` is a split written by a prepare (an index names its format) or an
+    empty folder: the only folders a prepare replaces."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    if not any(folder.iterdir()):
+        return True
+    index = _existing_index(folder)
+    return isinstance(index, dict) and str(index.get("format_version", "")).startswith(
+        "cityseg-cache"
+    )
 
 
 def _prepare_split(
     root: Path,
     data_format: str,
+    dataset,
     split: str,
     out: Path,
     size: tuple[int, int] | None,
@@ -129,7 +193,6 @@ def _prepare_split(
     force: bool,
     progress: bool,
 ) -> PreparedSplit:
-    dataset = open_files(root, split, data_format, max_images=max_images)
     fingerprint = source_fingerprint(root, dataset.samples)
     folder = out / split
     existing = _existing_index(folder)
@@ -284,9 +347,12 @@ def _process_alive(pid: int) -> bool:
 
 
 def _move_into_place(temporary: Path, folder: Path) -> None:
-    """Rename the finished split to its place, replacing an older one."""
+    """Rename the finished split to its place, replacing an older cache split (never anything
+    else: a folder that appeared since the check is refused)."""
     old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
+        if not is_cache_split(folder):
+            raise _not_a_cache(folder)
         os.replace(folder, old)
     os.replace(temporary, folder)
     shutil.rmtree(old, ignore_errors=True)

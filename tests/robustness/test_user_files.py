@@ -1,0 +1,178 @@
+"""No command deletes or overwrites what it did not make: it writes only files it creates or
+recognises as its own (a cache split's index, a download's marker, an ONNX model it exported, a
+run folder's checkpoints), never one of its inputs; archives are checked completely before the
+output folder is touched, and a failed command leaves the folder as it found it."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cityseg.cli import main
+from cityseg.data import download
+from cityseg.data.download import DOWNLOAD_MARKER, download_pairs
+from cityseg.data.prepare import prepare_cache
+from cityseg.errors import DataError
+from tests.helpers import write_pairs
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones included) and its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+# --- data prepare ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs"), 2, size=32)
+
+
+def test_prepare_into_the_dataset_folder_is_refused(pairs, capsys):
+    before = snapshot(pairs)
+    assert main(["data", "prepare", str(pairs), "--out", str(pairs), "--workers", "1"]) == 2
+    assert "is the dataset folder itself" in one_error_line(capsys)
+    assert snapshot(pairs) == before
+
+
+def test_prepare_never_replaces_a_split_folder_it_did_not_write(pairs, tmp_path, capsys):
+    out = tmp_path / "cache"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "notes.txt").write_text("mine")
+    assert main(["data", "prepare", str(pairs), "--out", str(out), "--workers", "1"]) == 2
+    assert "train: exists and is not a cache split" in one_error_line(capsys)
+    assert (out / "train" / "notes.txt").read_text() == "mine"
+
+
+def test_prepare_refuses_a_split_folder_holding_the_dataset(tmp_path):
+    root = write_pairs(tmp_path / "train", 2, size=32)  # --out contains it as OUT/train
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError, match=r"train: holds files of the dataset \("):
+        prepare_cache(root, tmp_path, splits=["train"], format="pairs", workers=1)
+    assert snapshot(tmp_path) == before
+
+
+def test_prepare_replaces_its_own_cache_split(pairs, tmp_path):
+    out = tmp_path / "cache"
+    prepare_cache(pairs, out, workers=1)
+    prepare_cache(pairs, out, workers=1, force=True)  # its own split: replaced
+    assert (out / "train" / "index.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+# --- data download pairs --from-zip ------------------------------------------------------------
+
+
+@pytest.fixture
+def small_pairs(monkeypatch):
+    monkeypatch.setattr(download, "PAIRS_SPLITS", {"train": 2, "val": 1})
+    monkeypatch.setattr(download, "PAIRS_SIZE", (16, 32))
+
+
+def pairs_zip(path: Path, splits=("train", "val"), method=zipfile.ZIP_STORED) -> Path:
+    ok, jpeg = cv2.imencode(".jpg", np.full((16, 32, 3), 128, np.uint8))
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for split, count in (("train", 2), ("val", 1)):
+            if split in splits:
+                for index in range(1, count + 1):
+                    archive.writestr(f"cityscapes_data/{split}/{index}.jpg", jpeg.tobytes())
+    return path
+
+
+def users_folder(out: Path) -> dict[str, bytes]:
+    for split in ("train", "val"):
+        (out / split).mkdir(parents=True)
+        (out / split / "mine.jpg").write_bytes(b"the user's own photo")
+    return snapshot(out)
+
+
+def download_args(out: Path, archive: Path) -> list[str]:
+    return ["data", "download", "pairs", "--out", str(out), "--from-zip", str(archive)]
+
+
+def test_download_never_deletes_split_folders_it_did_not_write(small_pairs, tmp_path, capsys):
+    out = tmp_path / "data"
+    before = users_folder(out)
+    assert main(download_args(out, pairs_zip(tmp_path / "a.zip"))) == 2
+    assert "train: already exists and was not written by" in one_error_line(capsys)
+    assert snapshot(out) == before
+
+
+def test_a_failed_download_leaves_the_folder_as_it_found_it(small_pairs, tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(download_args(out, pairs_zip(tmp_path / "a.zip"))) == 0
+    before = snapshot(out)
+    assert (out / DOWNLOAD_MARKER).is_file()
+    no_val = pairs_zip(tmp_path / "b.zip", splits=("train",))
+    assert main(download_args(out, no_val)) == 2
+    assert "no val/ folder" in one_error_line(capsys)
+    assert snapshot(out) == before  # the earlier download is untouched, no leftovers
+    assert main(download_args(tmp_path / "new", no_val)) == 2
+    assert not (tmp_path / "new").exists()  # the folder it made is gone again
+
+
+def test_a_download_replaces_its_own_earlier_download(small_pairs, tmp_path):
+    out = tmp_path / "data"
+    download_pairs(out, pairs_zip(tmp_path / "a.zip"))
+    (out / "train" / "1.jpg").write_bytes(b"changed")
+    download_pairs(out, pairs_zip(tmp_path / "a.zip"))
+    assert (out / "train" / "1.jpg").read_bytes() != b"changed"
+    assert sorted(p.name for p in out.iterdir()) == [DOWNLOAD_MARKER, "train", "val"]
+
+
+def patched(archive: Path, offsets: tuple[int, int], value: bytes) -> Path:
+    """``archive`` with ``value`` written at an offset of every local header and central
+    directory entry (the method at 8 and 10, the flags at 6 and 8)."""
+    data = bytearray(archive.read_bytes())
+    for signature, offset in zip((b"PK\x03\x04", b"PK\x01\x02"), offsets, strict=True):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + offset : start + offset + len(value)] = value
+            start = data.find(signature, start + 4)
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("offsets", "value", "message"),
+    [
+        ((6, 8), b"\x01\x00", "is encrypted; give an archive without a password"),
+        ((8, 10), b"\x5d\x00", "uses compression method 93, which cannot be unpacked here"),
+    ],
+    ids=["encrypted", "zstd"],
+)
+def test_archives_python_cannot_unpack_are_one_line(
+    small_pairs, tmp_path, capsys, offsets, value, message
+):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    before = snapshot(out)
+    archive = patched(pairs_zip(tmp_path / "a.zip"), offsets, value)
+    assert main(download_args(out, archive)) == 2
+    assert message in one_error_line(capsys)
+    assert snapshot(out) == before
+
+
+def test_a_zip_bomb_is_refused_before_unpacking(small_pairs, tmp_path, capsys):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as opened:
+        opened.writestr("cityscapes_data/train/zeros.bin", bytes(4 << 20))
+    assert archive.stat().st_size < 40_000
+    out = tmp_path / "data"
+    assert main(download_args(out, archive)) == 2
+    assert "more than 100 times its size; not unpacked" in one_error_line(capsys)
+    assert not out.exists()

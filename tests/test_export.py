@@ -32,6 +32,9 @@ from cityseg.predict.onnx_segmenter import _open_session
 NORMALIZATION = IMAGENET_NORMALIZATION  # the fixture's
 MAX_LOGIT_DIFF = 1e-3
 MIN_AGREEMENT = 0.9999
+RESIZED_AGREEMENT = 0.99
+"""With a resize, the ONNX path rounds the resized photo to uint8 (the graph's input) where
+PyTorch keeps it in float: near-ties of a barely trained network can flip."""
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +129,16 @@ def test_the_labels_output_is_the_argmax_of_the_logits(exported):
 
 def test_the_onnx_segmenter_agrees_with_the_checkpoint(exported, checkpoint):
     photo = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    for options in (InferenceOptions(), InferenceOptions.from_flags(tta=True, scales=[1.0])):
+    native = InferenceOptions.from_flags(resize="native")
+    cases = [
+        (native, MIN_AGREEMENT),
+        (InferenceOptions.from_flags(resize="native", tta=True, scales=[1.0]), MIN_AGREEMENT),
+        (InferenceOptions(), RESIZED_AGREEMENT),  # the training size, as PyTorch resizes
+    ]
+    for options, agreement in cases:
         expected = Segmenter.from_checkpoint(checkpoint, "cpu", options).predict(photo)
         onnx_segmenter = OnnxSegmenter(exported.path, "cpu", options)
-        assert np.mean(onnx_segmenter.predict(photo) == expected) >= MIN_AGREEMENT
+        assert np.mean(onnx_segmenter.predict(photo) == expected) >= agreement
     options = InferenceOptions.from_flags(resize="train", tta=True)
     resized = OnnxSegmenter(exported.path, "cpu", options)
     assert resized.input_size == (64, 128) and resized.options.scales == (0.75, 1.0, 1.25)

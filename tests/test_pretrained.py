@@ -83,5 +83,5 @@ def test_pretrained_models_run_at_their_training_size_unless_told_otherwise():
 
     default = Segmenter.from_pretrained("pairs", device="cpu").predictor.settings()
     assert default["resize"] == [128, 256]
-    native = Segmenter.from_pretrained("pairs", "cpu", InferenceOptions()).predictor.settings()
-    assert native["resize"] is None
+    native = InferenceOptions.from_flags(resize="native")
+    assert Segmenter.from_pretrained("pairs", "cpu", native).predictor.settings()["resize"] is None

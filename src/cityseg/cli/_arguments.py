@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from cityseg.inference.options import TRAINING_SIZE
+from cityseg.inference.options import NATIVE, TRAINING_SIZE
 from cityseg.sizes import MAX_SIDE, Size, parse_size
 
 MAX_FACTOR = 8.0
@@ -31,9 +31,19 @@ size = size_type()
 """``--tile``, ``--stride``: any size up to MAX_SIDE."""
 
 
+RESIZE_HELP = (
+    "the size the network sees: by default each image resized to the size the network was "
+    "trained at (as the checkpoint records; at its own size for a network trained on crops of "
+    "full-size images); 'native' (each image at its own size), 'train' (the training size, an "
+    "error if unknown), HEIGHTxWIDTH, or a factor of the image size (0.5); in slide mode the "
+    "image is resized first, then tiled"
+)
+
+
 def parse_resize(text: str) -> Size | float | str:
-    """--resize: "train" (the checkpoint's training size), HEIGHTxWIDTH, or a factor like 0.5."""
-    if text == "train":
+    """--resize: "native" (the image's own size), "train" (the checkpoint's training size),
+    HEIGHTxWIDTH, or a factor like 0.5."""
+    if text in (TRAINING_SIZE, NATIVE):
         return text
     if "x" in text.lower():
         return size(text)
@@ -43,7 +53,8 @@ def parse_resize(text: str) -> Size | float | str:
         factor = 0.0
     if not 0 < factor <= MAX_FACTOR:  # (false for NaN)
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a resize; write train, HEIGHTxWIDTH (e.g. 512x1024) or a factor (0.5)"
+            f"{text!r} is not a resize; write native, train, HEIGHTxWIDTH (e.g. 512x1024) or a "
+            "factor (0.5)"
         )
     return factor
 
@@ -71,11 +82,3 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1: {text}")
     return value
-
-
-def chosen_resize(args: argparse.Namespace) -> Size | float | str | None:
-    """``--resize`` as given; for a shipped model (``--pretrained``) in whole mode, its training
-    size unless ``--resize`` says otherwise: a shipped model runs at the scale it was trained at."""
-    if args.resize is None and args.pretrained and args.mode == "whole":
-        return TRAINING_SIZE
-    return args.resize

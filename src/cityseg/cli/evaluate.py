@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from cityseg.cli._arguments import chosen_resize, parse_resize, parse_scales, size
+from cityseg.cli._arguments import RESIZE_HELP, parse_resize, parse_scales, size
 from cityseg.errors import ConfigError
 from cityseg.inference.options import InferenceOptions
 
@@ -14,8 +15,9 @@ def add_parser(subparsers) -> None:
         "evaluate",
         help="score a checkpoint on a labelled split (mIoU, official Cityscapes IoU/iIoU)",
         description="Run a checkpoint over a labelled split and write metrics.json, a confusion "
-        "matrix and a per-class IoU chart. Scores are computed at the ground truth's resolution. "
-        "For full-resolution Cityscapes (2048x1024) use --mode slide, or --resize train.",
+        "matrix and a per-class IoU chart. The network runs at the scale it was trained at "
+        "(--resize changes it; the first line says which); scores are computed at the ground "
+        "truth's resolution.",
     )
     parser.add_argument(
         "checkpoint",
@@ -26,8 +28,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--pretrained",
         metavar="NAME",
-        help="a checkpoint shipped with cityseg instead of CHECKPOINT (e.g. pairs); "
-        "whole mode then runs at its training size unless --resize says otherwise",
+        help="a checkpoint shipped with cityseg instead of CHECKPOINT (e.g. pairs), or "
+        "hf:USER/NAME[@REVISION], a model on the Hugging Face Hub",
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset folder (either format)")
     parser.add_argument("--split", default="val", help="labelled split to score (default: val)")
@@ -50,10 +52,13 @@ def add_parser(subparsers) -> None:
         "--resize",
         type=parse_resize,
         metavar="SIZE",
-        help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
+        help=RESIZE_HELP,
     )
     parser.add_argument(
-        "--tile", type=size, metavar="HxW", help="slide mode tile (default: training size)"
+        "--tile",
+        type=size,
+        metavar="HxW",
+        help="slide mode tile (default: the training crop, else the training size)",
     )
     parser.add_argument(
         "--stride",
@@ -103,7 +108,7 @@ def add_parser(subparsers) -> None:
 def _inference_options(args) -> InferenceOptions:
     return InferenceOptions.from_flags(
         args.mode,
-        resize=chosen_resize(args),
+        resize=args.resize,
         tta=args.tta,
         scales=args.scales,
         tile=args.tile,
@@ -141,7 +146,8 @@ def run(args) -> int:
         raise ConfigError(f"--max-images {args.max_images}: give a positive number of images")
     checkpoint = _checkpoint(args)
     if args.pretrained:  # never write into the installed package
-        default_out = Path(f"eval_{args.pretrained}_{args.split}")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.pretrained)  # hf:USER/NAME: one folder
+        default_out = Path(f"eval_{name}_{args.split}")
     else:
         run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
         default_out = run_dir / f"eval_{args.split}"
@@ -160,6 +166,7 @@ def run(args) -> int:
         data_format=args.format,
         progress=not args.no_progress,
         workers=max(0, args.workers),
+        announce=lambda line: print(line, flush=True),
     )
     print(format_table(metrics))
     if metrics.get("cityscapes") and metrics["cityscapes"].get("per_class"):

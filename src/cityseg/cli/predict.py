@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cityseg.cli._arguments import chosen_resize, parse_resize, parse_scales, size
+from cityseg.cli._arguments import RESIZE_HELP, parse_resize, parse_scales, size
 from cityseg.errors import UserError
 from cityseg.inference.options import InferenceOptions
 
@@ -51,7 +51,12 @@ def add_parser(subparsers) -> None:
     source.add_argument(
         "--onnx", type=Path, metavar="MODEL", help="run a `cityseg export` model in onnxruntime"
     )
-    source.add_argument("--pretrained", metavar="NAME", help="a checkpoint shipped with cityseg")
+    source.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a checkpoint shipped with cityseg (e.g. pairs), or hf:USER/NAME[@REVISION] on the "
+        "Hugging Face Hub",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--input-format",
@@ -63,9 +68,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--resize",
         type=parse_resize,
-        help="whole mode: run at 'train' (the training size), HEIGHTxWIDTH, or a factor (0.5)",
+        metavar="SIZE",
+        help=RESIZE_HELP,
     )
-    parser.add_argument("--tile", type=size, help="slide mode tile HxW (default: training)")
+    parser.add_argument(
+        "--tile", type=size, help="slide mode tile HxW (default: the training crop, else size)"
+    )
     parser.add_argument("--tta", action="store_true", help="average with the flipped image")
     parser.add_argument(
         "--scales", type=parse_scales, help="average over scales, e.g. 0.75,1,1.25 (--tta default)"
@@ -147,7 +155,7 @@ def _split_inputs(args) -> tuple[Path | None, list[str]]:
 def _segmenter(args, checkpoint: Path | None):
     options = InferenceOptions.from_flags(
         args.mode,
-        resize=chosen_resize(args),
+        resize=args.resize,
         tta=args.tta,
         scales=args.scales,
         tile=args.tile,
@@ -167,6 +175,7 @@ def _segmenter(args, checkpoint: Path | None):
 def run(args) -> int:
     from cityseg.outputs import check_output_folder
     from cityseg.predict import collect_inputs, predict_files
+    from cityseg.predict.plan import check_outputs
 
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha {args.alpha}: give an opacity between 0 and 1")
@@ -175,11 +184,14 @@ def run(args) -> int:
     videos = [p for p in patterns if _is_video(p, args.sequence)]
     photos = [p for p in patterns if p not in videos]
     paths = collect_inputs(photos, exclude=args.out) if photos else []
+    video_kinds = ("overlay",) if args.outputs == OUTPUTS else args.outputs
+    models = (checkpoint, args.onnx)
+    check_outputs(args.out, paths, args.outputs, [Path(v) for v in videos], video_kinds, models)
     segmenter, backend = _segmenter(args, checkpoint)
+    print(segmenter.scale_line, flush=True)
     for source in videos:
-        outputs = ("overlay",) if args.outputs == OUTPUTS else args.outputs
         result = segmenter.predict_video(
-            source, args.out, outputs=outputs, batch_size=args.batch, smooth=args.smooth,
+            source, args.out, outputs=video_kinds, batch_size=args.batch, smooth=args.smooth,
             alpha=args.alpha, fps=args.fps, progress=not args.no_progress,
         )  # fmt: skip
         wrote = [str(p) for p in result.written if p.suffix == ".mp4"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class Evaluation:
     images: list[ImageScore] = field(default_factory=list)
     official: OfficialCounts | None = None  # when labelIds and instanceIds exist
     seconds: float = 0.0
+    label_sizes: dict[str, int] = field(default_factory=dict)  # "HxW" -> images scored at it
 
     def ranked(self) -> list[ImageScore]:
         """Images with a score, best first."""
@@ -196,6 +198,8 @@ def evaluate_dataset(
         if target is None:
             raise DataError(f"{sample.image_path}: no label to score against; use a labelled split")
         prediction = predictor.predict(image, output_size=target.shape)
+        label_size = f"{target.shape[0]}x{target.shape[1]}"
+        result.label_sizes[label_size] = result.label_sizes.get(label_size, 0) + 1
         target_on_device = torch.from_numpy(target).to(predictor.device)
         frame = ConfusionMatrix(num_classes, device=predictor.device)
         frame.update(prediction, target_on_device)
@@ -245,8 +249,12 @@ def evaluate_checkpoint(
     progress: bool = True,
     workers: int = 0,
     report_images: int = REPORT_IMAGES,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a split and return the metrics (written to ``out_dir`` if given).
+
+    The network runs at the scale it was trained at unless ``options`` say otherwise (see
+    :mod:`cityseg.inference.options`); its predictions are scored at each label's resolution.
 
     Args:
         checkpoint: a cityseg checkpoint (``.pt``).
@@ -264,16 +272,20 @@ def evaluate_checkpoint(
         data_format: "auto", "cityscapes" or "pairs".
         progress: show a progress bar.
         workers: image-decoding processes.
+        announce: called with the line that says the scale the network runs at, before the work.
 
     Returns:
         The ``metrics.summary.summarize`` dict plus ``cityscapes`` (official scores), ``per_image``
         and the run info: ``checkpoint``, ``data``, ``split``, ``format``, ``mode``,
-        ``inference``, ``device``, ``images``, ``seconds``.
+        ``inference``, ``scale`` (the scale the network ran at, and the label resolutions the
+        predictions were scored at), ``device``, ``images``, ``seconds``.
     """
     checkpoint, data_root = Path(checkpoint), Path(data_root)
     _check_paths(checkpoint, data_root)
     resolved_device = resolve_device(device)
     predictor = Predictor.from_checkpoint(checkpoint, resolved_device, options)
+    if announce is not None:
+        announce(predictor.scale_line)
     dataset = open_dataset(data_root, split, format=data_format, max_images=max_images)
     if not getattr(dataset, "has_labels", True):
         raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
@@ -300,6 +312,11 @@ def evaluate_checkpoint(
         "format": getattr(dataset, "format", data_format),
         "mode": predictor.options.mode,
         "inference": predictor.settings(),
+        "scale": {
+            "network": predictor.scale_line.removeprefix("scale: "),
+            "scored_at": "each label's own resolution: "
+            + ", ".join(f"{size} ({count} images)" for size, count in result.label_sizes.items()),
+        },
         "device": str(resolved_device),
         "images": len(result.images),
         "seconds": round(result.seconds, 3),
@@ -398,4 +415,6 @@ def write_evaluation_report(
     )
 
 
-RUN_INFO = ("checkpoint", "data", "split", "format", "inference", "device", "images", "seconds")
+RUN_INFO = (
+    "checkpoint", "data", "split", "format", "scale", "inference", "device", "images", "seconds",
+)  # fmt: skip

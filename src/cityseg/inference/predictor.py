@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cityseg.checkpoint.loading import load_model
-from cityseg.inference.options import InferenceOptions, Size, scaled_size
+from cityseg.inference.options import InferenceOptions, Size, describe_scale, scaled_size
 from cityseg.inference.windows import (
     check_tiling,
     resize_image,
@@ -49,9 +49,11 @@ class Predictor:
         mean: per-channel mean of the normalisation, on the 0..1 scale.
         std: per-channel standard deviation of the normalisation.
         device: where the network runs and the probabilities live.
-        options: the inference mode and its settings.
-        training_size: (height, width) the images were resized to in training: the size
-            ``resize="train"`` stands for, and the default tile unless ``crop_size`` is known.
+        options: the inference mode and its settings (default: whole images at the scale the
+            network was trained at; see :mod:`cityseg.inference.options`).
+        training_size: (height, width) the images were resized to in training: the size each
+            image is resized to by default (``resize`` "auto" or "train"), and the default tile
+            unless ``crop_size`` is known.
         crop_size: (height, width) of the training crops, if it trained on crops: the default tile.
 
     Example:
@@ -83,6 +85,10 @@ class Predictor:
         self.stride = self.options.stride or tuple(max(1, (2 * t) // 3) for t in self.tile)
         if self.options.mode == "slide":
             check_tiling(self.tile, self.stride, self.min_size)
+        self.scale_line = describe_scale(options, training_size, crop_size, self.tile)
+        """The scale the network runs at, why, and how to change it: the line a command prints
+        first (see :func:`~cityseg.inference.options.describe_scale`)."""
+        self._tile_notice = self.options.mode == "slide" and self.options.tile is not None
 
     @classmethod
     def from_checkpoint(
@@ -101,8 +107,10 @@ class Predictor:
         return predictor
 
     def settings(self) -> dict:
-        """The inference options in effect, tile and stride resolved, as a JSON-ready dict."""
+        """The inference options in effect, tile and stride resolved, and the scale the network
+        ran at, as a JSON-ready dict."""
         settings = asdict(self.options) | {"precision": self.precision.name}
+        settings["scale"] = self.scale_line.removeprefix("scale: ")
         if self.options.mode == "slide" or self.fell_back:
             settings |= {"tile": self.tile, "stride": self.stride}
         if self.fell_back:
@@ -151,9 +159,9 @@ class Predictor:
     def _single_pass(self, x: torch.Tensor, scale: float, output_size: Size) -> torch.Tensor:
         """Probabilities (N, C, *output_size) of one pass at one scale."""
         options = self.options
+        base = options.resize or scaled_size(x.shape[-2:], options.scale)
+        x = resize_image(x, self._at_least_min(scaled_size(base, scale)))
         if options.mode == "whole":
-            base = options.resize or scaled_size(x.shape[-2:], options.scale)
-            x = resize_image(x, self._at_least_min(scaled_size(base, scale)))
             if not self.fell_back:
                 try:
                     logits = resize_map(self._logits(x), output_size)
@@ -161,7 +169,6 @@ class Predictor:
                 except torch.OutOfMemoryError:
                     self._fall_back_to_slide(x.shape[-2:])
             return self._slide_all(x, output_size)
-        x = resize_image(x, self._at_least_min(scaled_size(x.shape[-2:], scale)))
         return self._slide_all(x, output_size)
 
     def _slide_all(self, x: torch.Tensor, output_size: Size) -> torch.Tensor:
@@ -184,6 +191,15 @@ class Predictor:
 
     def _slide(self, x: torch.Tensor) -> torch.Tensor:
         tile = (min(self.tile[0], x.shape[-2]), min(self.tile[1], x.shape[-1]))
+        if self._tile_notice and tile != self.tile:
+            self._tile_notice = False  # said once
+            print(
+                f"--tile {self.tile[0]}x{self.tile[1]} is larger than the {x.shape[-2]}x"
+                f"{x.shape[-1]} image the network sees at this scale: tiles of {tile[0]}x{tile[1]}"
+                " used (--resize native or a larger --resize gives more pixels to tile)",
+                file=sys.stderr,
+                flush=True,
+            )
         return sliding_window_probabilities(
             self._logits, x, tile, self.stride, self.options.tile_batch, self.options.window
         )

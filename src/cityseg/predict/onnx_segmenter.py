@@ -25,7 +25,7 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.errors import CheckpointError, ConfigError
-from cityseg.inference.options import InferenceOptions, scaled_size
+from cityseg.inference.options import InferenceOptions, describe_scale, scaled_size
 from cityseg.predict.base import BaseSegmenter, check_photo
 
 ONNX_FORMAT = "cityseg-onnx-v1"
@@ -46,7 +46,8 @@ class OnnxSegmenter(BaseSegmenter):
         device: "auto" (every provider onnxruntime offers here but TensorRT, CUDA first), "cpu",
             "cuda", "cuda:N", "tensorrt" or "tensorrt:N" (see ``session_providers``).
         options: whole mode only (sliding-window inference needs the checkpoint), in fp32;
-            ``resize``, ``scale``, ``flip`` and ``scales`` apply (default: the image as it is).
+            ``resize``, ``scale``, ``flip`` and ``scales`` apply (default: each image resized to
+            the training size the model records, else at its own size).
 
     Example:
         >>> from cityseg.predict import OnnxSegmenter
@@ -72,6 +73,8 @@ class OnnxSegmenter(BaseSegmenter):
         self.min_size = int(self.metadata.get("min_size") or 1)
         crop_size = tuple(self.metadata.get("crop_size") or ()) or None
         self.options = options.for_training_size(self.input_size, crop_size)
+        self.scale_line = describe_scale(options, self.input_size, crop_size)
+        """The scale the network runs at, why, and how to change it (one line)."""
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """Raw logits (N, C, H, W) float32 of a uint8 batch (N, H, W, 3), as the graph runs."""
@@ -113,12 +116,37 @@ class OnnxSegmenter(BaseSegmenter):
 
 
 def resize_photo(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB uint8 photo to (height, width): area averaging to shrink, else bilinear."""
+    """Resize an RGB uint8 photo to (height, width) as the PyTorch path does (bilinear,
+    antialiased when it shrinks: :func:`resample_weights`), rounded back to uint8."""
     if image.shape[:2] == tuple(size):
         return image
-    shrinks = size[0] < image.shape[0] or size[1] < image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR
-    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+    resized = resample(image.astype(np.float32), size)
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+
+
+def resample(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) float32 resized to (*size, C) by :func:`resample_weights` along each axis."""
+    rows = resample_weights(array.shape[0], size[0])
+    columns = resample_weights(array.shape[1], size[1])
+    resized = np.tensordot(rows, array, axes=(1, 0))  # (out_h, W, C)
+    return np.tensordot(columns, resized, axes=(1, 1)).transpose(1, 0, 2)  # (out_h, out_w, C)
+
+
+def resample_weights(length: int, out_length: int) -> np.ndarray:
+    """(out_length, length) weights of torch's bilinear ``F.interpolate(..., antialias=True)``
+    along one axis: a triangle filter as wide as the scale when it shrinks, plain bilinear with
+    pixel centres aligned when it grows, normalised over the pixels inside the image."""
+    scale = length / out_length
+    support = max(scale, 1.0)
+    centres = scale * (np.arange(out_length) + 0.5)
+    first = np.maximum((centres - support + 0.5).astype(np.int64), 0)
+    last = np.minimum((centres + support + 0.5).astype(np.int64), length)
+    pixels = np.arange(length)
+    distance = (pixels[None, :] - centres[:, None] + 0.5) / support
+    weights = np.clip(1.0 - np.abs(distance), 0.0, None)
+    inside = (pixels[None, :] >= first[:, None]) & (pixels[None, :] < last[:, None])
+    weights = np.where(inside, weights, 0.0)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def resize_map(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

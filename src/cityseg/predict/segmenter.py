@@ -12,7 +12,7 @@ import numpy as np
 
 from cityseg import labels
 from cityseg.checkpoint.loading import load_model
-from cityseg.inference.options import TRAINING_SIZE, InferenceOptions
+from cityseg.inference.options import InferenceOptions
 from cityseg.inference.predictor import Predictor
 from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.predict.base import BaseSegmenter, check_photo
@@ -27,13 +27,14 @@ class Segmenter(BaseSegmenter):
         model: network mapping a normalised float batch (N, 3, H, W) to logits (N, 19, H, W).
         normalization: ``{"mean": [...], "std": [...]}`` on the 0..1 scale (default: ImageNet).
         device: "auto" (CUDA, then MPS, else CPU), "cpu", "cuda", "cuda:N", "mps".
-        options: the inference mode and its settings (default: whole image at its own size);
+        options: the inference mode and its settings (default: the whole image at the scale the
+            network was trained at: resized to ``input_size`` if given, else at its own size);
             :meth:`InferenceOptions.from_flags` builds them as the commands do. Predictions always
             come back at the image's size.
-        input_size: (height, width) the images were resized to in training (what
-            ``resize="train"`` means).
+        input_size: (height, width) the images were resized to in training: the size every
+            image is resized to unless ``options.resize`` says otherwise.
         crop_size: (height, width) of the training crops, if any (the default sliding-window tile;
-            with no ``input_size``, ``resize="train"`` keeps the image's own size).
+            with no ``input_size``, images run at their own size).
         class_names: names of the classes, indexed by trainId.
         palette: RGB colour of each class.
 
@@ -80,6 +81,8 @@ class Segmenter(BaseSegmenter):
             self.crop_size,
         )
         self.options = self.predictor.options
+        self.scale_line = self.predictor.scale_line
+        """The scale the network runs at, why, and how to change it (one line)."""
 
     @classmethod
     def from_checkpoint(
@@ -90,7 +93,8 @@ class Segmenter(BaseSegmenter):
         Args:
             path: the ``.pt`` file.
             device: "auto", "cpu", "cuda", "cuda:N", "mps".
-            options: the inference options (default: whole image at its own size).
+            options: the inference options (default: the whole image at the scale the network
+                was trained at, see :mod:`cityseg.inference.options`).
 
         Raises:
             CheckpointError: the file is missing or is not a cityseg checkpoint.
@@ -114,13 +118,9 @@ class Segmenter(BaseSegmenter):
     def from_pretrained(
         cls, name: str, device: str = "auto", options: InferenceOptions | None = None
     ) -> Segmenter:
-        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`).
-
-        Shipped models were trained on whole, resized photos: without ``options`` they run on the
-        whole image at their training size (``resize="train"``).
+        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`); like
+        every checkpoint, it runs at the scale it was trained at unless ``options`` say otherwise.
         """
-        if options is None:
-            options = InferenceOptions(resize=TRAINING_SIZE)
         return cls.from_checkpoint(pretrained_path(name), device, options)
 
     def predict(self, image: np.ndarray) -> np.ndarray:

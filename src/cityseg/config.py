@@ -5,6 +5,13 @@ below whose field docstrings are the reference for every key. A YAML file gives 
 keys; the command line overrides any of them with ``section.key=value``, the value read as YAML
 (``train.lr=0.01``, ``data.size=[128,256]``, ``train.max_iterations=null``).
 
+YAML is read with ``yaml.safe_load``'s rules and three bounds: a key given twice in one mapping is
+an error (YAML would keep the last one silently), and the document may expand to at most
+:data:`MAX_YAML_VALUES` values nested at most :data:`MAX_YAML_DEPTH` deep, counted before anything
+walks it: anchors and aliases repeat what they name, and a few hundred bytes of aliases of aliases
+(a "billion laughs") stand for 10^9 values. Messages show at most a few dozen characters of any
+value given.
+
 Example:
     >>> from cityseg.config import load_config
     >>> config = load_config(None, ["train.lr=1e-3", "data.size=[128, 256]"])
@@ -28,6 +35,7 @@ import yaml
 
 from cityseg import limits
 from cityseg.errors import ConfigError
+from cityseg.sizes import MAX_SIDE
 
 
 @dataclass
@@ -222,6 +230,16 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+MAX_YAML_VALUES = 10_000
+"""The most values (numbers, strings, lists, mappings) a configuration file or an override may
+expand to; a whole configuration has about a hundred."""
+MAX_YAML_DEPTH = 32
+"""The deepest nesting of lists and mappings in a configuration file or an override."""
+MIN_SIDE = 32
+"""The smallest side of ``data.size`` and ``data.crop`` (the U-Net's smallest input)."""
+MAX_WIDTH = 8192
+"""The most channels a level of the network may have."""
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -246,7 +264,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raise ConfigError(f"{path}: not a text file (not UTF-8); give a YAML file") from None
         except OSError as error:
             raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
-        values = _parse_yaml(text, f"{path}: not valid YAML", "fix the file") or {}
+        values = _parse_yaml(text, str(path), "not valid YAML", "fix the file") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of sections {list(SECTIONS)}")
     return config_from_dict(apply_overrides(values, overrides), source=str(path or "command line"))
@@ -259,31 +277,91 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         for section, keys in values.items()
     }
     for override in overrides:
+        where = f"override {_shown(override)}"
         name, equals, text = override.partition("=")
         section, dot, key = name.strip().partition(".")
         if not equals or not dot or not key:
-            raise ConfigError(
-                f"override {override!r}: expected section.key=value, e.g. train.lr=0.01"
-            )
-        _check_key(section, key, f"override {override!r}")
-        value = _parse_yaml(text, f"override {override!r}: the value is not valid YAML", "")
+            raise ConfigError(f"{where}: expected section.key=value, e.g. train.lr=0.01")
+        _check_key(section, key, where)
+        value = _parse_yaml(text, where, "the value is not valid YAML", "")
         if not isinstance(values.setdefault(section, {}), dict):
             raise ConfigError(
-                f"override {override!r}: section {section!r} of the file is not a mapping of keys"
+                f"{where}: section {_shown(section)} of the file is not a mapping of keys"
             )
         values[section][key] = value
     return values
 
 
-def _parse_yaml(text: str, what: str, fix: str) -> Any:
-    """``yaml.safe_load(text)``; any failure (bad syntax, tags, nesting too deep) a ConfigError."""
+def _parse_yaml(text: str, where: str, what: str, fix: str) -> Any:
+    """``text`` read as YAML with ``yaml.safe_load``'s rules, a key given twice refused and the
+    document's expanded size bounded; any failure a ConfigError starting with ``where``: ``what``
+    (the reason) and ``fix``, or the bound that was passed."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         reason = " ".join(str(error).split())[:200]
     except (ValueError, TypeError, RecursionError, OverflowError) as error:  # odd scalars
         reason = f"{type(error).__name__}: {error}"[:200]
-    raise ConfigError(f"{what} ({reason}){'; ' + fix if fix else ''}")
+    else:
+        _check_expansion(value, where)
+        return value
+    raise ConfigError(f"{where}: {what} ({reason}){'; ' + fix if fix else ''}")
+
+
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """``yaml.safe_load``'s loader (LibYAML's when installed), refusing a key given twice in a
+    mapping: the YAML specification forbids it, and the loader would keep the last silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # a merge key ("<<") may override on purpose
+            first = seen.setdefault((key_node.tag, key_node.value), key_node)
+            if first is not key_node:
+                raise yaml.YAMLError(
+                    f"the key {_shown(key_node.value)} is given twice, on lines "
+                    f"{first.start_mark.line + 1} and {key_node.start_mark.line + 1}"
+                )
+        return super().construct_mapping(node, deep)
+
+
+def _check_expansion(value: Any, where: str) -> None:
+    """Raise ConfigError if ``value`` expands to more than MAX_YAML_VALUES values or nests deeper
+    than MAX_YAML_DEPTH (an alias that contains itself nests without end). Each list or mapping is
+    counted once however many aliases share it, so the count costs what the text holds."""
+    counted: dict[int, int] = {}
+
+    def count(item: Any, depth: int) -> int:
+        if not isinstance(item, (list, dict)):
+            return 1
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(
+                f"{where}: lists and mappings nested more than {MAX_YAML_DEPTH} deep (or an "
+                "alias that contains itself); write the values out"
+            )
+        if id(item) not in counted:
+            children = item.values() if isinstance(item, dict) else item
+            counted[id(item)] = 1 + sum(count(child, depth + 1) for child in children)
+        return counted[id(item)]
+
+    total = count(value, 0)
+    if total > MAX_YAML_VALUES:
+        raise ConfigError(
+            f"{where}: expands to {total:,} values, more than the {MAX_YAML_VALUES:,} a "
+            "configuration may hold (anchors and aliases repeating one another); write the "
+            "values out"
+        )
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut for a message (a value may be a list of thousands)."""
+    return _cut(repr(value))
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters, its last one kept (a closing quote or bracket)."""
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
@@ -293,10 +371,10 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
     problems, sections = [], {}
     for section, keys in values.items():
         if section not in SECTIONS:
-            problems.append(f"{source}: unknown section {section!r}; valid: {list(SECTIONS)}")
+            problems.append(f"{source}: unknown section {_shown(section)}; valid: {list(SECTIONS)}")
             continue
         if not isinstance(keys, dict):
-            problems.append(f"{source}: section {section!r} must be a mapping of keys")
+            problems.append(f"{source}: section {_shown(section)} must be a mapping of keys")
             continue
         sections[section] = _section_from_dict(section, keys, source, problems)
     if problems:
@@ -336,7 +414,7 @@ def _nonfinite(config: Config) -> list[str]:
         for key, value in dataclasses.asdict(getattr(config, section)).items():
             values = value if isinstance(value, list) else [value]
             if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-                problems.append(f"{section}.{key}: must be a finite number, got {value}")
+                problems.append(f"{section}.{key}: must be a finite number, got {_shown(value)}")
     return problems
 
 
@@ -350,19 +428,35 @@ def _range(name: str, value: float | None, low: float, high: float = math.inf,
     if above and below:
         return []
     bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    return [f"{name}: expected a value in {bounds}, got {value}"]
+    return [f"{name}: expected a value in {bounds}, got {_shown(value)}"]
 
 
 def _check_data(data: DataConfig) -> list[str]:
     problems = []
     for name in ("size", "crop"):
         size = getattr(data, name)
-        if size is not None and (len(size) != 2 or min(size) < 32):
-            problems.append(f"data.{name}: expected [H, W] with both at least 32, got {size}")
+        if size is not None and (
+            len(size) != 2 or not MIN_SIDE <= min(size) <= max(size) <= MAX_SIDE
+        ):
+            problems.append(
+                f"data.{name}: expected [H, W] with each side from {MIN_SIDE} to {MAX_SIDE}, "
+                f"got {_shown(size)}"
+            )
+        elif size is not None:
+            problems += _pixels(f"data.{name} {size}", size)
     if data.size is None and data.crop is None:
         problems.append("data.size and data.crop are both null; set one so batches share a size")
     if len(data.scale) != 2 or not 0 < data.scale[0] <= data.scale[1]:
-        problems.append(f"data.scale: expected [min, max] with 0 < min <= max, got {data.scale}")
+        problems.append(
+            f"data.scale: expected [min, max] with 0 < min <= max, got {_shown(data.scale)}"
+        )
+    elif not problems and data.size is not None:
+        largest = [round(side * data.scale[1]) for side in data.size]
+        what = f"data.size {data.size} x data.scale max {data.scale[1]:g} = {largest}"
+        if max(largest) > MAX_SIDE:
+            problems.append(f"{what}: a side above {MAX_SIDE}; choose a smaller data.scale max")
+        else:
+            problems += _pixels(what, largest)
     elif data.size is not None and data.crop is not None and len(data.size) == len(data.crop) == 2:
         largest = [round(side * data.scale[1]) for side in data.size]
         if data.crop[0] > largest[0] or data.crop[1] > largest[1]:
@@ -380,6 +474,18 @@ def _check_data(data: DataConfig) -> list[str]:
     if data.workers != "auto":
         problems += _range("data.workers", data.workers, 0, 64)
     return problems
+
+
+def _pixels(what: str, size: list[int]) -> list[str]:
+    """``[what: too many pixels ...]`` when an image of ``size`` [H, W] passes the pixel limit
+    every decoded image keeps (``CITYSEG_MAX_PIXELS``)."""
+    limit = limits.max_pixels()
+    if size[0] * size[1] <= limit:
+        return []
+    return [
+        f"{what}: {size[0] * size[1]:,} pixels an image, more than the {limit:,} pixel limit; "
+        "choose a smaller size, or raise CITYSEG_MAX_PIXELS"
+    ]
 
 
 def _check_model(config: Config) -> list[str]:
@@ -404,16 +510,24 @@ def _check_model(config: Config) -> list[str]:
     ):
         problems.append(
             f"model.decoder_widths: expected 5 positive widths (strides 16 to 1), "
-            f"got {model.decoder_widths}"
+            f"got {_shown(model.decoder_widths)}"
         )
     for name, largest in (("base_width", 1024), ("depth", 10), ("convs_per_block", 8)):
         problems += _range(f"model.{name}", getattr(model, name), 1, largest)
     for name in ("widths", "decoder_widths"):
-        if max(getattr(model, name) or [0]) > 8192:
-            problems.append(f"model.{name}: widths above 8192 channels, got {getattr(model, name)}")
+        if max(getattr(model, name) or [0]) > MAX_WIDTH:
+            widths = _shown(getattr(model, name))
+            problems.append(f"model.{name}: widths above {MAX_WIDTH} channels, got {widths}")
+    widest = model.base_width * 2 ** min(model.depth, 64)
+    if model.encoder == "unet" and model.widths is None and widest > MAX_WIDTH:
+        problems.append(
+            f"model.base_width={model.base_width} and model.depth={model.depth}: the deepest level "
+            f"would have {model.base_width} x 2^{model.depth} = {widest:,} channels, more than "
+            f"{MAX_WIDTH}; choose a smaller model.base_width or model.depth"
+        )
     problems += _range("model.dropout", model.dropout, 0, 1, high_open=True)
     if model.final_kernel not in (1, 3):
-        problems.append(f"model.final_kernel: expected 1 or 3, got {model.final_kernel}")
+        problems.append(f"model.final_kernel: expected 1 or 3, got {_shown(model.final_kernel)}")
     depth = len(model.widths) - 1 if model.widths else model.depth
     side = min(config.data.crop or config.data.size or [0])
     if model.encoder == "unet" and side and depth >= 1 and 2**depth > side:
@@ -430,7 +544,8 @@ def _check_model(config: Config) -> list[str]:
             )
         if min(loss.class_weights, default=0) < 0 or sum(loss.class_weights) <= 0:
             problems.append(
-                f"loss.class_weights: weights must be >= 0 and not all 0, got {loss.class_weights}"
+                "loss.class_weights: weights must be >= 0 and not all 0, "
+                f"got {_shown(loss.class_weights)}"
             )
     problems += _range("loss.ohem_thresh", loss.ohem_thresh, 0, 1, low_open=True)
     problems += _range("loss.ohem_min_kept", loss.ohem_min_kept, 1)
@@ -462,10 +577,14 @@ def _check_train(config: Config) -> list[str]:
 
 def _check_key(section: str, key: str, where: str) -> None:
     if section not in SECTIONS:
-        raise ConfigError(f"{where}: unknown section {section!r}; valid sections: {list(SECTIONS)}")
+        raise ConfigError(
+            f"{where}: unknown section {_shown(section)}; valid sections: {list(SECTIONS)}"
+        )
     valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
     if key not in valid:
-        raise ConfigError(f"{where}: unknown key {section}.{key}; valid keys of {section}: {valid}")
+        raise ConfigError(
+            f"{where}: unknown key {section}.{_cut(str(key))}; valid keys of {section}: {valid}"
+        )
 
 
 def _section_from_dict(section: str, keys: dict, source: str, problems: list[str]) -> Any:
@@ -475,14 +594,13 @@ def _section_from_dict(section: str, keys: dict, source: str, problems: list[str
     kwargs = {}
     for key, value in keys.items():
         if key not in valid:
-            problems.append(
-                f"{source}: unknown key {section}.{key}; valid keys of {section}: {valid}"
-            )
+            name = f"{section}.{_cut(str(key))}"
+            problems.append(f"{source}: unknown key {name}; valid keys of {section}: {valid}")
             continue
         try:
             kwargs[key] = _coerce(value, hints[key])
         except (ValueError, OverflowError) as error:
-            problems.append(f"{source}: {section}.{key}: expected {error}, got {value!r}")
+            problems.append(f"{source}: {section}.{key}: expected {error}, got {_shown(value)}")
     return cls(**kwargs)
 
 

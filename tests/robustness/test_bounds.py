@@ -1,0 +1,111 @@
+"""Every size a user gives has a bound, and input at the edge gets one line, not a hang, a
+memory blow-up or a traceback: YAML aliases of aliases ("billion laughs"), keys given twice,
+image sizes, empty photos, all-void ground truth, a bad ``CITYSEG_MAX_PIXELS``, a video without
+frames."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cityseg.config import MAX_YAML_VALUES, load_config
+from cityseg.errors import ConfigError
+from cityseg.sizes import MAX_SIDE
+from tests.helpers import in_process
+
+
+def laughs(levels: int = 9) -> str:
+    """A YAML flow list of nested aliases: ~460 bytes that stand for 10^9 values."""
+    text = "&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    for level in range(1, levels + 1):
+        text = f"&l{level} [{text}" + f", *l{level - 1}" * 9 + "]"
+    return text
+
+
+def one_line(error: ConfigError) -> str:
+    (line,) = error.problems
+    assert len(line) < 400
+    return line
+
+
+def test_a_billion_laughs_config_file_is_refused_at_once(tmp_path):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(f"data:\n  size: {laughs()}\n")
+    assert path.stat().st_size < 600
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert time.perf_counter() - started < 1
+    line = one_line(caught.value)
+    assert line.startswith(f"{path}: expands to ") and f"{MAX_YAML_VALUES:,}" in line
+
+
+def test_a_billion_laughs_override_is_refused_at_once():
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"data.size={laughs()}"])
+    assert time.perf_counter() - started < 1
+    line = one_line(caught.value)
+    assert line.startswith("override 'data.size=&l9 [") and "...': expands to" in line
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("data:\n  size: &loop [32, *loop]\n")
+    with pytest.raises(ConfigError, match="nested more than .* contains itself"):
+        load_config(path)
+
+
+def test_anchors_within_the_bound_still_work(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("data:\n  size: &side [64, 128]\n  crop: *side\n")
+    assert load_config(path).data.crop == [64, 128]
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_the_file(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert one_line(caught.value) == (
+        f"{path}: not valid YAML (the key 'lr' is given twice, on lines 2 and 4); fix the file"
+    )
+    with pytest.raises(ConfigError, match="'train' is given twice"):
+        load_config(None, ["train.lr=0.1", "data.size={train: 1, train: 2}"])
+
+
+def test_a_merge_key_may_override(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("data:\n  <<: {hflip: 0.1}\n  hflip: 0.2\n")
+    assert load_config(path).data.hflip == 0.2
+
+
+@pytest.mark.parametrize(
+    ("override", "bound"),
+    [
+        ("data.size=[100000,100000]", f"each side from 32 to {MAX_SIDE}"),
+        ("data.crop=[64,100000]", f"each side from 32 to {MAX_SIDE}"),
+        ("data.size=[16000,16000]", "more than the 100,000,000 pixel limit"),
+        ("data.scale=[1,100]", f"a side above {MAX_SIDE}"),
+        ("model.base_width=1024", "more than 8192"),
+    ],
+)
+def test_sizes_in_the_configuration_are_bounded(override, bound):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert bound in caught.value.problems[0]
+
+
+def test_a_long_value_is_cut_in_the_message():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"data.size={list(range(5000))}"])
+    line = one_line(caught.value)
+    assert line.endswith("...]") and len(line) < 200
+
+
+def test_train_with_a_huge_size_is_one_line(tmp_path, capsys):
+    status = in_process("train", "--out", str(tmp_path / "run"), "data.size=[100000,100000]")
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1 and str(MAX_SIDE) in error
+    assert not (tmp_path / "run").exists()

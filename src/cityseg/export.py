@@ -18,8 +18,10 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,9 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cityseg import labels
+from cityseg import labels, limits
 from cityseg.checkpoint.loading import load_model
 from cityseg.errors import ConfigError
+from cityseg.outputs import same_file
 from cityseg.predict.onnx_segmenter import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAMES
 from cityseg.runtime.normalize import Normalize
 
@@ -85,8 +88,13 @@ def export_checkpoint(
     dynamo: bool = False,
     verify: bool = True,
 ) -> ExportResult:
-    """Export a checkpoint written by ``cityseg train`` to ONNX (see :func:`export_model`)."""
+    """Export a checkpoint written by ``cityseg train`` to ONNX (see :func:`export_model`).
+
+    Raises:
+        ConfigError: ``out`` is the checkpoint, or a file not exported by cityseg (before any work).
+    """
     checkpoint = Path(checkpoint)
+    check_export_target(Path(out), checkpoint)
     model, meta = load_model(checkpoint, torch.device("cpu"))
     palette = meta.get("palette")
     metadata = {
@@ -123,15 +131,75 @@ def export_model(
         verify: run onnxruntime on a random image of a size other than the traced one and
             compare with PyTorch.
 
-    Raises:
-        ConfigError: ``dynamo=True`` without onnxscript installed.
-    """
-    import onnx  # loaded when exporting only: the ONNX libraries take a while to import
+    The model is written beside ``out`` under a temporary name and renamed over it once checked:
+    an existing ``out`` is replaced only when it is an ONNX model cityseg exported, and only whole.
 
+    Raises:
+        ConfigError: ``dynamo=True`` without onnxscript installed; ``out`` is a file cityseg did
+            not export.
+    """
     if dynamo and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--dynamo needs the onnxscript package (pip install onnxscript)")
     out = Path(out)
+    check_export_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        result = _export_checked(model, temporary, normalization, metadata, opset, dynamo, verify)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return dataclasses.replace(result, path=out)
+
+
+def check_export_target(out: Path, checkpoint: Path | None = None) -> None:
+    """Refuse an ``out`` that is the checkpoint, or an existing file that is not an ONNX model
+    written by ``cityseg export`` (the only file an export replaces).
+
+    Raises:
+        ConfigError: one line naming the file and what to do.
+    """
+    if checkpoint is not None and same_file(out, checkpoint):
+        raise ConfigError(
+            f"{out}: is the checkpoint being exported; an export never replaces its input: "
+            f"choose another --out (e.g. {checkpoint.with_suffix('.onnx')})"
+        )
+    if (out.exists() or out.is_symlink()) and not is_exported_model(out):
+        raise ConfigError(
+            f"{out}: exists and is not an ONNX model written by `cityseg export`; it is left as "
+            "it is: move it away or choose another --out"
+        )
+
+
+def is_exported_model(path: Path) -> bool:
+    """Whether ``path`` is a regular file holding an ONNX model written by ``cityseg export``."""
+    if limits.regular_file_problem(path, limits.MAX_CHECKPOINT_BYTES) or not path.is_file():
+        return False
+    with open(path, "rb") as file:
+        if file.read(1) != b"\x08":  # a ModelProto starts with its ir_version field
+            return False
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any file that protobuf cannot parse is not ours
+        return False
+    return any(
+        prop.key == "cityseg_format" and prop.value == ONNX_FORMAT for prop in proto.metadata_props
+    )
+
+
+def _export_checked(
+    model: nn.Module,
+    out: Path,
+    normalization: dict[str, Sequence[float]],
+    metadata: dict | None,
+    opset: int,
+    dynamo: bool,
+    verify: bool,
+) -> ExportResult:
+    import onnx  # loaded when exporting only: the ONNX libraries take a while to import
+
     # A copy on the CPU in eval mode: the caller's model stays where it is, in its own mode.
     exported = copy.deepcopy(model).cpu().eval()
     graph = ImageToLogits(exported, normalization["mean"], normalization["std"]).eval()

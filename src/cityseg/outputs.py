@@ -4,6 +4,7 @@ work. No torch import here."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (through links, ``..`` or hard links)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet): compare the names
+        return Path(first).resolve() == Path(second).resolve()
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:

@@ -17,7 +17,7 @@ from cityseg.data import download
 from cityseg.data.download import DOWNLOAD_MARKER, download_pairs
 from cityseg.data.prepare import prepare_cache
 from cityseg.errors import DataError
-from tests.helpers import write_pairs
+from tests.helpers import save_tiny_checkpoint, write_pairs
 
 
 def one_error_line(capsys) -> str:
@@ -175,4 +175,67 @@ def test_a_zip_bomb_is_refused_before_unpacking(small_pairs, tmp_path, capsys):
     out = tmp_path / "data"
     assert main(download_args(out, archive)) == 2
     assert "more than 100 times its size; not unpacked" in one_error_line(capsys)
+    assert not out.exists()
+
+
+# --- export ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    return save_tiny_checkpoint(tmp_path / "ck.pt", (32, 64), 0, 4, 2)
+
+
+def test_export_never_replaces_its_checkpoint(checkpoint, capsys):
+    before = checkpoint.read_bytes()
+    assert main(["export", str(checkpoint), "--out", str(checkpoint)]) == 2
+    assert "is the checkpoint being exported" in one_error_line(capsys)
+    assert checkpoint.read_bytes() == before
+
+
+def test_export_replaces_only_a_model_it_exported(checkpoint, tmp_path, capsys):
+    users = tmp_path / "model.onnx"
+    users.write_bytes(b"\x08 the user's own model")
+    assert main(["export", str(checkpoint), "--out", str(users), "--no-verify"]) == 2
+    assert "is not an ONNX model written by `cityseg export`" in one_error_line(capsys)
+    assert users.read_bytes() == b"\x08 the user's own model"
+    ours = tmp_path / "ours.onnx"
+    assert main(["export", str(checkpoint), "--out", str(ours), "--no-verify"]) == 0
+    first = ours.stat().st_ino
+    assert main(["export", str(checkpoint), "--out", str(ours), "--no-verify"]) == 0
+    assert ours.stat().st_ino != first  # replaced whole, by a rename
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt", "model.onnx", "ours.onnx"]
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+
+def test_predict_never_writes_over_an_input(tiny_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "ph"
+    folder.mkdir()
+    for name in ("a.png", "a_color.png"):
+        cv2.imwrite(str(folder / name), np.full((16, 32, 3), 90, np.uint8))
+    before = snapshot(folder)
+    args = ["predict", str(tiny_checkpoint), str(folder / "a.png"), str(folder / "a_color.png")]
+    assert main([*args, "--out", str(folder), "--no-progress"]) == 2
+    assert "a_color.png: is an input, and " in one_error_line(capsys)
+    assert snapshot(folder) == before
+
+
+def test_predict_into_its_input_folder_says_out_is_excluded(tiny_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "ph"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((16, 32, 3), 90, np.uint8))
+    assert main(["predict", str(tiny_checkpoint), str(folder), "--out", str(folder)]) == 2
+    assert "never read as input (--out holds the outputs)" in one_error_line(capsys)
+
+
+def test_videos_of_one_name_from_two_folders_are_refused(tiny_checkpoint, tmp_path, capsys):
+    for folder in ("day", "night"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.mp4").write_bytes(b"not decoded: refused before any work")
+    videos = [str(tmp_path / "day" / "clip.mp4"), str(tmp_path / "night" / "clip.mp4")]
+    out = tmp_path / "out"
+    assert main(["predict", str(tiny_checkpoint), *videos, "--out", str(out)]) == 2
+    assert "night/clip.mp4: same name as" in one_error_line(capsys)
     assert not out.exists()

@@ -97,8 +97,14 @@ def collect_inputs(patterns: Sequence[str | Path], exclude: Path | None = None) 
             else:
                 problems.append(f"{path}: no such file or folder; check the path")
                 continue
-            matches = [p for p in candidates if _is_image_file(p) and not _inside(p, exclude)]
-            if not matches:
+            images = [p for p in candidates if _is_image_file(p)]
+            matches = [p for p in images if not _inside(p, exclude)]
+            if images and not matches:
+                problems.append(
+                    f"{text}: its images are all inside the output folder {exclude}, which is "
+                    "never read as input (--out holds the outputs); give another --out"
+                )
+            elif not matches:
                 problems.append(f"{text}: no PNG or JPEG image found there; check the path")
         for match in matches:
             found.setdefault(_resolved(match), match)
@@ -166,11 +172,15 @@ def write_prediction(
         "overlay": lambda: overlay(photo, train_ids, alpha),
     }
     written = []
-    for output in outputs:
-        path = Path(out_dir) / f"{stem}_{output}.png"
+    for output, path in zip(outputs, photo_outputs(out_dir, stem, outputs), strict=True):
         write_png(path, pictures[output]())
         written.append(path)
     return written
+
+
+def photo_outputs(out_dir: str | Path, stem: str, outputs: Sequence[str] = OUTPUTS) -> list[Path]:
+    """The files :func:`write_prediction` writes for a photo: ``<stem>_<output>.png``."""
+    return [Path(out_dir) / f"{stem}_{output}.png" for output in outputs]
 
 
 def predict_files(

@@ -132,6 +132,20 @@ def is_video_source(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
+def video_outputs(
+    source: str | Path, out_dir: str | Path, outputs: Sequence[str] = ("overlay",)
+) -> list[Path]:
+    """Where :func:`predict_video` writes each of ``outputs`` for ``source``: the videos
+    ``<stem>_overlay.mp4`` and ``<stem>_color.mp4``, and for the per-frame label PNGs the folder
+    ``<stem>_frames`` (one for both kinds)."""
+    stem = Path(source).stem
+    folder = Path(out_dir) / f"{stem}_frames"
+    return [
+        folder if kind in ("labelIds", "trainIds") else Path(out_dir) / f"{stem}_{kind}.mp4"
+        for kind in outputs
+    ]
+
+
 def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     """An MPEG-4 video writer for RGB frames of ``size`` (H, W), or a UserError saying why not."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,13 +199,14 @@ def predict_video(
         raise ConfigError(f"fps {fps}: give a frame rate in (0, 1000]")
     frames = FrameSource(source, fps)
     out_dir, stem = Path(out_dir), frames.path.stem
+    planned = dict(zip(VIDEO_OUTPUTS, video_outputs(source, out_dir, VIDEO_OUTPUTS), strict=True))
     writers = {
-        kind: open_writer(out_dir / f"{stem}_{kind}.mp4", frames.fps, frames.size)
+        kind: open_writer(planned[kind], frames.fps, frames.size)
         for kind in ("overlay", "color")
         if kind in outputs
     }
-    written = [out_dir / f"{stem}_{kind}.mp4" for kind in writers]
-    frame_dir = out_dir / f"{stem}_frames"
+    written = [planned[kind] for kind in writers]
+    frame_dir = planned["labelIds"]
     state: np.ndarray | None = None
     count, started = 0, time.perf_counter()
     bar = tqdm(total=frames.count or None, desc=stem, unit="frame", disable=not progress)

@@ -74,3 +74,13 @@ def train_rank(rank: int, root: Path, run: Path, overrides: tuple, buffers: Path
 
         engine.Trainer.validate = recording_validate
     engine.train(tiny_config(root, *overrides), run)
+
+
+def train_rank_sync_bn(rank: int, root: Path, run: Path, overrides: tuple) -> None:
+    """``train_rank`` with every BatchNorm a SyncBatchNorm, as ``train.sync_bn=true`` gives on
+    GPUs (torch's own, on the CPU: :mod:`tests.helpers.syncbn`)."""
+    from cityseg.train import engine
+    from tests.helpers.syncbn import sync_batchnorm_wrap
+
+    engine.wrap_model = sync_batchnorm_wrap
+    train_rank(rank, root, run, overrides, None)

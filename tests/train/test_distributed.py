@@ -19,7 +19,8 @@ from cityseg.errors import ConfigError
 from cityseg.normalization import IMAGENET_NORMALIZATION
 from cityseg.train.distributed import DistInfo, setup_distributed, wrap_model
 from tests.helpers import write_scenes
-from tests.helpers.ddp import run_ranks, train_rank
+from tests.helpers.ddp import run_ranks, train_rank, train_rank_sync_bn
+from tests.helpers.syncbn import CpuSyncBatchNorm, enable_cpu_sync_batchnorm
 
 
 def test_single_process_needs_no_process_group(monkeypatch):
@@ -148,6 +149,62 @@ def test_a_process_whose_images_are_all_unreadable_keeps_in_step(tmp_path):
     state = torch.load(run / "checkpoint_last.pt", weights_only=True)
     assert state["iteration"] == 4
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_the_blank_step_keeps_sync_batchnorm_in_step(tmp_path):
+    """With SyncBatchNorm, whose forward and backward gather every process's statistics in
+    training mode only, the blank micro-step of a process whose images were all unreadable must
+    make the same collectives as the others' steps (in eval mode it made none: the job hung until
+    the distributed timeout, here 30 s)."""
+    scenes = write_scenes(tmp_path / "scenes", {"train": 8, "val": 2}, 32, 64)
+    images = sorted(scenes.glob("leftImg8bit/train/*/*.png"))
+    first_of_rank1 = next(iter(DistributedSampler(range(8), num_replicas=2, rank=1, seed=0)))
+    images[first_of_rank1].write_bytes(images[first_of_rank1].read_bytes()[:100])
+    run = tmp_path / "run"
+    overrides = (*SMALL, "data.skip_bad_samples=true")
+    assert run_ranks(train_rank_sync_bn, (scenes, run, overrides), timeout=150) == [0, 0]
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["iteration"] == 4
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def _sync_batchnorm_rank(rank: int, result_dir) -> None:
+    dist.init_process_group("gloo")
+    enable_cpu_sync_batchnorm()
+    generator = torch.Generator().manual_seed(0)
+    full = torch.randn(6, 3, 4, 5, dtype=torch.float64, generator=generator)
+    weights = torch.randn(6, 3, 4, 5, dtype=torch.float64, generator=generator)
+    plain = torch.nn.BatchNorm2d(3).double()
+    torch.nn.init.uniform_(plain.weight)
+    torch.nn.init.uniform_(plain.bias)
+    synced = torch.nn.SyncBatchNorm(3).double()
+    synced.load_state_dict(plain.state_dict())
+    synced.__class__ = CpuSyncBatchNorm
+    whole = full.clone().requires_grad_()
+    (plain(whole) * weights).sum().backward()
+    part = [slice(0, 2), slice(2, 6), slice(6, 6)][rank]  # 2, 4 and no images
+    mine = full[part].clone().requires_grad_()
+    (synced(mine) * weights[part]).sum().backward()
+    # (no images: no gradient, which autograd reads as zeros)
+    mine_grad = mine.grad if mine.grad is not None else torch.zeros_like(mine)
+    weight_grad = synced.weight.grad if synced.weight.grad is not None else plain.weight.grad * 0
+    dist.all_reduce(weight_grad)
+    good = (
+        torch.allclose(mine_grad, whole.grad[part])
+        and torch.allclose(weight_grad, plain.weight.grad)
+        and torch.allclose(synced.running_mean, plain.running_mean)
+        and torch.allclose(synced.running_var, plain.running_var)
+    )
+    dist.destroy_process_group()
+    (result_dir / f"rank{rank}").write_text(str(good))
+
+
+def test_the_cpu_sync_batchnorm_is_batchnorm_over_all_processes(tmp_path):
+    """The CPU kernels of the test above: three processes holding 2, 4 and 0 of 6 images give the
+    outputs' gradients, the weights' gradients and the running statistics of one BatchNorm over
+    the 6 (a process with no images still takes part, as on GPUs)."""
+    assert run_ranks(_sync_batchnorm_rank, (tmp_path,), world_size=3, timeout=120) == [0, 0, 0]
+    assert [(tmp_path / f"rank{rank}").read_text() for rank in range(3)] == ["True"] * 3
 
 
 def test_every_process_validates_the_model_that_is_saved(tmp_path):

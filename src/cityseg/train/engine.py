@@ -97,16 +97,15 @@ class _StopNow(Exception):
 
 
 @contextlib.contextmanager
-def _inference_mode_layers(model: torch.nn.Module):
-    """Every layer in eval mode (BatchNorm uses its statistics and leaves them alone, no
-    dropout) for the duration, then each back in its own mode (a frozen encoder stays frozen)."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+def _buffers_kept(model: torch.nn.Module):
+    """Every buffer of ``model`` (BatchNorm's running statistics and counts) as it was before."""
+    kept = [buffer.clone() for buffer in model.buffers()]
     try:
         yield
     finally:
-        for module, training in modes:
-            module.training = training
+        with torch.no_grad():
+            for buffer, value in zip(model.buffers(), kept, strict=True):
+                buffer.copy_(value)
 
 
 class Trainer:
@@ -431,15 +430,17 @@ class Trainer:
 
     def _blank_forward_backward(self, step_now: bool) -> None:
         """A micro-step of weight zero, for a process whose images were all unreadable: a forward
-        and backward pass over a blank image (BatchNorm statistics left alone) whose gradients
-        are zero, so that the process takes part in the step's collectives (DDP's gradient
-        all-reduce) like the others instead of leaving them waiting for it."""
+        and backward pass over a batch of no images, in training mode like the others' passes, so
+        that the process makes every collective of their step (DDP's gradient all-reduce and
+        SyncBatchNorm's statistics in both passes, which eval mode would skip: the others would
+        wait for it until the distributed timeout). Its gradients are zero, it adds nothing to
+        SyncBatchNorm's statistics, and its own BatchNorm statistics are kept as they were."""
         size = int(getattr(self.raw_model, "min_size", 32))
-        blank = torch.zeros(1, 3, size, size, device=self.device)
+        blank = torch.zeros(0, 3, size, size, device=self.device)
         if self.channels_last:
             blank = blank.contiguous(memory_format=torch.channels_last)
-        with self._gradient_sync(step_now):
-            with _inference_mode_layers(self.raw_model), self.precision.autocast():
+        with self._gradient_sync(step_now), _buffers_kept(self.raw_model):
+            with self.precision.autocast():
                 logits = self.model(blank)
             self.scaler.scale(logits.float().sum() * 0.0).backward()
 

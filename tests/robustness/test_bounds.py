@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from cityseg.config import MAX_YAML_VALUES, load_config
-from cityseg.errors import ConfigError
+from cityseg.errors import ConfigError, DataError
+from cityseg.predict.segmenter import Segmenter
+from cityseg.predict.video import FrameSource
 from cityseg.sizes import MAX_SIDE
-from tests.helpers import in_process
+from tests.helpers import in_process, save_tiny_checkpoint
 
 
 def laughs(levels: int = 9) -> str:
@@ -109,3 +113,52 @@ def test_train_with_a_huge_size_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1 and str(MAX_SIDE) in error
     assert not (tmp_path / "run").exists()
+
+
+def test_score_on_all_void_ground_truth_is_one_line(tmp_path, capsys):
+    """Every ground-truth pixel unlabelled: no score exists; one line says why, exit 2."""
+    frame = "testcity_000000_000019"
+    truth = tmp_path / "gt" / "gtFine" / "val" / "testcity"
+    truth.mkdir(parents=True)
+    cv2.imwrite(str(truth / f"{frame}_gtFine_labelIds.png"), np.zeros((16, 32), np.uint8))
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    cv2.imwrite(str(predictions / f"{frame}_labelIds.png"), np.full((16, 32), 7, np.uint8))
+    status = in_process("score", str(predictions), "--gt", str(tmp_path / "gt"), "--workers", "1")
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert "(all void)" in error and "nothing to score" in error
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory) -> Segmenter:
+    folder = tmp_path_factory.mktemp("segmenter")
+    return Segmenter.from_checkpoint(save_tiny_checkpoint(folder / "tiny.pt", (32, 64)), "cpu")
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 16, 3), (16, 0, 3)])
+def test_predict_on_an_empty_photo_is_one_line(segmenter, shape):
+    with pytest.raises(ValueError, match=r"^expected .* at least 1x1 pixels, got an empty one"):
+        segmenter.predict(np.zeros(shape, np.uint8))
+    with pytest.raises(ValueError, match=r"at least 1x1 pixels, got an empty one"):
+        segmenter.predict_batch(np.zeros((2, *shape), np.uint8))
+    with pytest.raises(ValueError, match=r"at least 1x1 pixels, got an empty one"):
+        segmenter.probabilities_batch(np.zeros((0, 16, 16, 3), np.uint8))
+    assert segmenter.predict(np.zeros((1, 1, 3), np.uint8)).shape == (1, 1)
+
+
+def test_a_video_without_frames_says_so(tmp_path):
+    """A whole recording of zero frames is not called damaged; a damaged one still is."""
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 16))
+    assert writer.isOpened()
+    writer.release()
+    with pytest.raises(DataError) as caught:
+        FrameSource(empty)
+    assert caught.value.problems == [
+        f"{empty}: a video without frames; there is nothing to segment"
+    ]
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(b"RIFF" + bytes(200))
+    with pytest.raises(DataError, match="cannot be decoded as a video"):
+        FrameSource(damaged)

@@ -213,7 +213,8 @@ def score_predictions(
     """Score every frame of a split: the metrics.json schema plus the official ``cityscapes`` block.
 
     Raises:
-        DataError: one line per missing, extra, unreadable, wrongly sized or wrongly valued file.
+        DataError: one line per missing, extra, unreadable, wrongly sized or wrongly valued file;
+            or one line when no ground-truth pixel is of an evaluated class (all void).
     """
     ground_truth = find_ground_truth(Path(gt_root), split)
     predictions = match_predictions(Path(pred_dir), set(ground_truth))
@@ -223,7 +224,14 @@ def score_predictions(
     ]
     counts, problems = _count_in_parallel(frames, processes.worker_count(workers or None))
     _raise_problems(sorted(problems))
-    result = summarize(counts.train_confusion(), CLASS_NAMES, cityscapes=counts.scores())
+    confusion = counts.train_confusion()
+    if confusion.sum() == 0:
+        raise DataError(
+            f"{find_gt_folder(Path(gt_root), split)}: no pixel of the {len(frames)} ground-truth "
+            "frames belongs to an evaluated class (all void), so there is nothing to score; "
+            "check --gt and --split"
+        )
+    result = summarize(confusion, CLASS_NAMES, cityscapes=counts.scores())
     predicted = counts.label_confusion.sum(axis=0)
     notes = [result["cityscapes"]["note"]] if result["cityscapes"]["note"] else []
     if predicted[19:].sum() == 0 and predicted.sum() > 0:

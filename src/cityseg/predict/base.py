@@ -49,8 +49,28 @@ class BaseSegmenter:
 
 
 def check_photo(image: np.ndarray) -> np.ndarray:
-    """``image`` as an array, or a ValueError if it is not an RGB uint8 photo (H, W, 3)."""
+    """``image`` as an array, or a one-line ValueError if it is not an RGB uint8 photo (H, W, 3)
+    of at least one pixel."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 photo (H, W, 3), got {image.shape} {image.dtype}")
+    if image.size == 0:
+        raise ValueError(
+            f"expected an RGB uint8 photo (H, W, 3) of at least 1x1 pixels, got an empty one "
+            f"of shape {image.shape}"
+        )
     return image
+
+
+def check_batch(images: np.ndarray) -> np.ndarray:
+    """``images`` as an array, or a one-line ValueError if it is not a uint8 batch (N, H, W, 3)
+    of at least one photo of at least one pixel."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 batch (N, H, W, 3), got {images.shape} {images.dtype}")
+    if images.size == 0:
+        raise ValueError(
+            "expected a uint8 batch (N, H, W, 3) of at least one photo of at least 1x1 pixels, "
+            f"got an empty one of shape {images.shape}"
+        )
+    return images

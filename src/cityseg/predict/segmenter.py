@@ -15,7 +15,7 @@ from cityseg.checkpoint.loading import load_model
 from cityseg.inference.options import InferenceOptions
 from cityseg.inference.predictor import Predictor
 from cityseg.normalization import IMAGENET_NORMALIZATION
-from cityseg.predict.base import BaseSegmenter, check_photo
+from cityseg.predict.base import BaseSegmenter, check_batch, check_photo
 from cityseg.pretrained import pretrained_path
 from cityseg.runtime.device import resolve_device
 
@@ -131,11 +131,8 @@ class Segmenter(BaseSegmenter):
         self, images: Sequence[np.ndarray] | np.ndarray
     ) -> list[np.ndarray] | np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            return self.predictor.predict(images).cpu().numpy()
+            return self.predictor.predict(check_batch(images)).cpu().numpy()
         return super().predict_batch(images)
 
     def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 batch (N, H, W, 3), got {images.shape}")
-        return self.predictor.probabilities(images).float().cpu().numpy()
+        return self.predictor.probabilities(check_batch(images)).float().cpu().numpy()

@@ -92,6 +92,9 @@ class FrameSource:
             raise DataError(f"{self.path}: no such video file or frame folder; check the path")
         capture = cv2.VideoCapture(str(self.path))
         ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if (not ok or frame is None) and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 0:
+            capture.release()  # opened, read, and it says so: a whole video of no frames
+            raise DataError(f"{self.path}: a video without frames; there is nothing to segment")
         if not ok or frame is None:
             capture.release()
             raise DataError(

@@ -17,6 +17,7 @@ import torch
 from cityseg import faults, limits
 from cityseg.checkpoint.format import FORMAT, INFERENCE_KEYS
 from cityseg.checkpoint.integrity import nonfinite_tensor, zip_problem
+from cityseg.checkpoint.model_folder import is_model_folder, read_model_folder
 from cityseg.errors import CheckpointError
 
 
@@ -91,7 +92,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if it is damaged: a member whose bytes do not match the CRC-32 its zip stores, a truncated
     file, or a floating tensor holding NaN or infinite values.
 
-    A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``)."""
+    A run folder stands for its ``checkpoint_best.pt`` (or ``checkpoint_last.pt``); a model
+    folder (``config.json`` and ``model.safetensors``, as on the Hugging Face Hub) is read as a
+    checkpoint holding its inference keys (see :mod:`cityseg.checkpoint.model_folder`)."""
+    if is_model_folder(path):
+        return read_model_folder(path)
     path = checkpoint_file(path)
     problem = limits.regular_file_problem(path, limits.MAX_CHECKPOINT_BYTES)
     if problem is not None:

@@ -1,4 +1,6 @@
-"""Checkpoints shipped with cityseg, found by name: ``cityseg/pretrained/<name>.pt``.
+"""Pretrained models found by name: a checkpoint shipped with cityseg
+(``cityseg/pretrained/<name>.pt``) or a model on the Hugging Face Hub (``hf:USER/NAME[@REVISION]``,
+see :mod:`cityseg.pretrained.hub`).
 
 Used by ``Segmenter.from_pretrained``, ``cityseg evaluate --pretrained`` and ``train.init_from``.
 """
@@ -9,6 +11,7 @@ import importlib.resources
 from pathlib import Path
 
 from cityseg.errors import CheckpointError
+from cityseg.pretrained.hub import download_hub_model, is_hub_name
 
 
 def pretrained_folder():
@@ -25,17 +28,27 @@ def available_pretrained() -> list[str]:
     )
 
 
+def is_pretrained_name(name: str) -> bool:
+    """Whether ``name`` names a pretrained model: a shipped one or ``hf:USER/NAME``."""
+    return is_hub_name(name) or name in available_pretrained()
+
+
 def pretrained_path(name: str) -> Path:
-    """The file of the shipped checkpoint ``name``.
+    """The file of the shipped checkpoint ``name``, or for ``hf:USER/NAME[@REVISION]`` the cached
+    folder of the Hub model (``config.json`` and ``model.safetensors``, which every checkpoint
+    reader accepts in place of a ``.pt`` file).
 
     Raises:
         CheckpointError: no such checkpoint; the message lists the available names.
+        ConfigError: a malformed Hub name, or huggingface_hub is not installed.
     """
+    if is_hub_name(name):
+        return download_hub_model(name)
     resource = pretrained_folder() / f"{name}.pt"
     if not resource.is_file():
         names = ", ".join(available_pretrained()) or "none are installed with this cityseg"
         raise CheckpointError(
             f"pretrained model {name!r} not found in {pretrained_folder()}; available: {names}; "
-            "or pass a checkpoint file instead"
+            "hf:USER/NAME for a model on the Hugging Face Hub; or pass a checkpoint file instead"
         )
     return Path(str(resource))

@@ -20,6 +20,7 @@ from cityseg.data.unreadable import BadSample, read_or_report
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.model import init_encoder, model_from_config
 from cityseg.pretrained import available_pretrained, pretrained_path
+from cityseg.pretrained.hub import is_hub_name
 from cityseg.train.distributed import DistInfo, all_reduce_sum, print_main
 from cityseg.train.losses import SegmentationLoss, class_weights_from_counts, count_class_pixels
 
@@ -42,20 +43,22 @@ def build_model(
 
 
 def initialize_from(model: torch.nn.Module, source: str) -> str:
-    """Copy the weights of the checkpoint ``source`` (a file, a run folder or a shipped model's
-    name) into ``model``; return a line saying what was loaded.
+    """Copy the weights of the checkpoint ``source`` (a file, a run folder, a model folder, a
+    shipped model's name or ``hf:USER/NAME[@REVISION]``) into ``model``; return a line saying
+    what was loaded.
 
     The architecture must be the same; a classifier for another number of classes is left as
     it is (random), so a model trained on other classes can be fine-tuned.
     """
     path = checkpoint_file(source)
-    if not path.is_file() and source in available_pretrained():  # (a folder ./pairs is no run)
-        path = pretrained_path(source)
+    if is_hub_name(source) or (not path.is_file() and source in available_pretrained()):
+        path = pretrained_path(source)  # (a folder ./pairs is no run; hf:USER/NAME is no folder)
     elif not Path(source).exists():
         shipped = ", ".join(available_pretrained()) or "none"
         raise ConfigError(
             f"train.init_from={source}: no such file or folder, and no shipped model of that "
-            f"name (shipped: {shipped}); give a checkpoint .pt, a run folder or a shipped name"
+            f"name (shipped: {shipped}); give a checkpoint .pt, a run folder, a shipped name or "
+            "hf:USER/NAME (a model on the Hugging Face Hub)"
         )
     state = load_checkpoint(path)
     weights = state.get("model") or {}

@@ -1,6 +1,7 @@
-"""Pretrained encoders: every encoder's U-Net at odd sizes, strict loading of the published names,
-the download path (a local HTTP server), the offline and wrong-hash errors, ONNX export, and the
-ImageNet head of EfficientNet-Lite recognising the cars of real Cityscapes frames."""
+"""Pretrained encoders: every encoder's U-Net at odd sizes, strict loading of the published files'
+keys (torchvision's ResNet files without BatchNorm's num_batches_tracked, loaded as torch loads
+them), the download path (a local HTTP server), the offline and wrong-hash errors, ONNX export,
+and the ImageNet head of EfficientNet-Lite recognising the cars of real Cityscapes frames."""
 
 from __future__ import annotations
 
@@ -22,14 +23,16 @@ from cityseg.model import EncoderUNet, init_encoder, model_from_config, model_no
 from cityseg.model.encoders import ENCODERS
 from cityseg.model.encoders.weights import hub_cache_path, imagenet_state_dict
 from cityseg.normalization import TF_LITE_NORMALIZATION
+from tests.helpers import published
+from tests.helpers.published import WITH_BATCH_COUNTERS, published_shapes
 
 SMALL_DECODER = [16, 16, 8, 8, 8]
-# The published files' key counts, num_batches_tracked included.
+# The published files' key counts: torchvision's ResNets have no num_batches_tracked
 PUBLISHED_KEYS = {
     "efficientnet-lite0": 296,
-    "resnet18": 122,
-    "resnet34": 218,
-    "resnet50": 320,
+    "resnet18": 102,
+    "resnet34": 182,
+    "resnet50": 267,
     "mobilenet_v2": 314,
 }
 # ImageNet classes that are a car or part of one
@@ -44,9 +47,12 @@ VEHICLE_CLASSES = {
 
 
 def published_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """A state dict with the published names and shapes (random values): the classifier form."""
-    torch.manual_seed(0)
-    return ENCODERS[name].build(3, 1000).state_dict()
+    """The published file of encoder ``name``: the real one where it comes with an installed
+    package (EfficientNet-Lite), else one with the keys and shapes of torchvision's (random
+    values; see :mod:`tests.helpers.published`)."""
+    if name in WITH_BATCH_COUNTERS:
+        return published.published_state_dict(name)
+    return imagenet_state_dict(name)
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
@@ -68,8 +74,48 @@ def test_published_weights_load_strictly(name):
         assert len(state) == PUBLISHED_KEYS[name]
     model = EncoderUNet(name, decoder_widths=SMALL_DECODER)
     init_from_state(model, state)
+    filled = 0
     for key, tensor in model.encoder.state_dict().items():
-        assert torch.equal(tensor, state[key]), key
+        if key.endswith("num_batches_tracked") and key not in state:  # as torch fills it in
+            assert tensor.dtype == torch.int64 and tensor.item() == 0, key
+            filled += 1
+        else:
+            assert torch.equal(tensor, state[key]), key
+    assert (filled > 0) == (WITH_BATCH_COUNTERS.get(name) is False)
+
+
+def test_a_legacy_resnet_file_loads_as_torch_loads_it_and_trains():
+    state = published_state_dict("resnet18")
+    assert not any(key.endswith("num_batches_tracked") for key in state)
+    assert set(state) == set(published_shapes("resnet18"))
+    reference = ENCODERS["resnet18"].build(3, 1000)
+    reference.load_state_dict(state, strict=True)  # torch's own rule for such a file
+    model = EncoderUNet("resnet18", decoder_widths=SMALL_DECODER)
+    init_from_state(model, state)
+    for key, tensor in reference.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(model.encoder.state_dict()[key], tensor), key
+    model.train()(torch.randn(2, 3, 64, 64)).mean().backward()
+    assert model.encoder.bn1.num_batches_tracked.item() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("resnet18", "layer2.0.downsample.1.running_var"),
+        ("resnet50", "layer4.2.conv3.weight"),
+        ("mobilenet_v2", "features.7.conv.1.1.bias"),
+    ],
+)
+def test_a_published_file_without_one_of_its_keys_is_refused_in_one_line(name, key):
+    state = published_state_dict(name)
+    del state[key]
+    model = EncoderUNet(name, decoder_widths=SMALL_DECODER)
+    with pytest.raises(ConfigError) as error:
+        init_from_state(model, state)
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"not {name} weights (1 missing, e.g. ['{key}'])" in message
 
 
 def init_from_state(model: EncoderUNet, state: dict, tmp: Path | None = None) -> None:
@@ -159,21 +205,24 @@ def test_torchvision_weights_are_downloaded_once_into_the_hub_cache(
     file_server, hub_dir, monkeypatch, tmp_path
 ):
     folder, base = file_server
-    state = published_state_dict("resnet18")
+    state = published_state_dict("resnet18")  # as published: no num_batches_tracked
     staging = tmp_path / "resnet18.pth"
     torch.save(state, staging)
     digest = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
-    published = folder / f"resnet18-{digest}.pth"
-    staging.rename(published)
-    _serve(monkeypatch, "resnet18", base + published.name)
+    served = folder / f"resnet18-{digest}.pth"
+    staging.rename(served)
+    _serve(monkeypatch, "resnet18", base + served.name)
 
     loaded = imagenet_state_dict("resnet18")
-    assert (hub_dir / published.name).is_file()
-    assert hub_cache_path(base + published.name) == hub_dir / published.name
+    assert (hub_dir / served.name).is_file()
+    assert hub_cache_path(base + served.name) == hub_dir / served.name
+    assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[key], state[key]) for key in state)
-    published.unlink()  # the second time comes from the cache
+    served.unlink()  # the second time comes from the cache
     model = EncoderUNet("resnet18", decoder_widths=SMALL_DECODER)
     assert init_encoder(model, "imagenet") == "encoder resnet18: ImageNet weights"
+    assert torch.equal(model.encoder.layer3[0].downsample[1].running_var,
+                       state["layer3.0.downsample.1.running_var"])  # fmt: skip
 
 
 def test_a_download_with_the_wrong_hash_is_refused_and_not_kept(file_server, hub_dir, monkeypatch):

@@ -1,5 +1,6 @@
 """ImageNet weights of the encoders: found inside an installed package, fetched once into torch's
-hub cache (hash checked), or read from a file the user gives; loaded strictly."""
+hub cache (hash checked), or read from a file the user gives; loaded strictly, as torch itself
+loads them."""
 
 from __future__ import annotations
 
@@ -103,13 +104,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_encoder_weights(encoder: nn.Module, name: str, state: dict[str, torch.Tensor]) -> None:
     """Copy ``state`` (published names; the classifier keys are left out) into ``encoder``,
-    strictly: every parameter and buffer must be there with its shape, and nothing else."""
+    strictly: every parameter and buffer must be there with its shape, and nothing else.
+
+    The one key that may be absent is a BatchNorm's ``num_batches_tracked``, as torch itself
+    allows: torchvision's ResNet files were saved before BatchNorm had that buffer, and torch
+    fills it in when a state dict without version metadata (as here, a plain dict) lacks it.
+    """
     spec = ENCODERS[name]
     if state and all(key.startswith("encoder.") for key in state):
         state = {key.removeprefix("encoder."): value for key, value in state.items()}
+    # A plain dict: no ``_metadata``, so torch treats every BatchNorm as saved before version 2.
     state = {key: value for key, value in state.items() if not key.startswith(spec.head)}
     expected = encoder.state_dict()
-    missing = [key for key in expected if key not in state]
+    filled = _batch_counters(encoder)
+    missing = [key for key in expected if key not in state and key not in filled]
     unexpected = [key for key in state if key not in expected]
     wrong = [
         f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
@@ -128,3 +136,13 @@ def load_encoder_weights(encoder: nn.Module, name: str, state: dict[str, torch.T
             f"model.encoder_weights: these are not {name} weights ({'; '.join(problems)})"
         )
     encoder.load_state_dict(state, strict=True)
+
+
+def _batch_counters(module: nn.Module) -> set[str]:
+    """The ``num_batches_tracked`` keys of ``module``'s BatchNorm layers that torch fills in
+    when a state dict lacks them (those tracking running statistics)."""
+    return {
+        f"{name}.num_batches_tracked" if name else "num_batches_tracked"
+        for name, layer in module.named_modules()
+        if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.track_running_stats
+    }

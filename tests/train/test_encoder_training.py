@@ -1,6 +1,7 @@
 """U-Nets on pretrained encoders through the whole product: training from ImageNet weights with
 the encoder frozen and at a lower learning rate, exact resume, the normalisation in the
-checkpoint, Segmenter, evaluation (whole, slide, TTA), ONNX, init_from and two DDP processes."""
+checkpoint, Segmenter, evaluation (whole, slide, TTA), ONNX, init_from and resume without reading
+or downloading ImageNet weights, and two DDP processes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from cityseg.evaluate.evaluator import evaluate_checkpoint
 from cityseg.export import export_checkpoint
 from cityseg.inference.options import InferenceOptions
-from cityseg.model import EncoderUNet
+from cityseg.model import EncoderUNet, factory, init_encoder
 from cityseg.model.encoders.weights import imagenet_state_dict
 from cityseg.normalization import TF_LITE_NORMALIZATION
 from cityseg.predict import OnnxSegmenter, Segmenter
@@ -23,6 +24,7 @@ from cityseg.train.engine import train
 from cityseg.train.schedules import build_optimizer
 from tests.helpers import tiny_config, write_scenes
 
+RESNET = ("model.encoder=resnet18", "model.decoder_widths=[16, 16, 8, 8, 8]")
 LITE = (
     "model.encoder=efficientnet-lite0",
     "model.decoder_widths=[16, 16, 8, 8, 8]",
@@ -41,6 +43,23 @@ def lite_run(scenes, tmp_path_factory):
     run = tmp_path_factory.mktemp("lite") / "run"
     train(tiny_config(scenes, *LITE, "train.epochs=1"), run)
     return run
+
+
+@pytest.fixture
+def no_imagenet(monkeypatch, tmp_path):
+    """No ImageNet weights to be had: an empty hub cache, and any read or download of them
+    fails the test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # torch.hub.get_dir() follows TORCH_HOME
+
+    def fail(*args, **kwargs):
+        raise AssertionError(f"ImageNet weights read or downloaded: {args}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fail)
+    monkeypatch.setattr(factory, "imagenet_state_dict", fail)
+    for name in ("resnet18", "efficientnet-lite0"):  # the trap is set
+        with pytest.raises(AssertionError, match="ImageNet weights read or downloaded"):
+            init_encoder(EncoderUNet(name, decoder_widths=[16, 16, 8, 8, 8]), "imagenet")
 
 
 def encoder_state(state: dict) -> dict:
@@ -111,11 +130,28 @@ def test_evaluate_every_mode(lite_run, scenes, tmp_path, mode, tta):
         assert (tmp_path / "eval" / "report.html").is_file()
 
 
-def test_init_from_an_encoder_run(lite_run, scenes, tmp_path, capsys):
+def test_init_from_an_encoder_run_reads_no_imagenet_weights(
+    lite_run, scenes, tmp_path, capsys, no_imagenet
+):
     train(tiny_config(scenes, *LITE, "train.epochs=1", f"train.init_from={lite_run}"),
           tmp_path / "run")  # fmt: skip
     out = capsys.readouterr().out
-    assert f"weights from {lite_run}" in out and "ImageNet weights" in out
+    assert f"weights from {lite_run}" in out and "ImageNet weights" not in out
+
+
+def test_a_resnet_fine_tune_and_its_resume_download_nothing(scenes, tmp_path, capsys, no_imagenet):
+    source = tmp_path / "source"
+    train(tiny_config(scenes, *RESNET, "model.encoder_weights=none", "train.epochs=1"), source)
+    run = tmp_path / "run"
+    config = (*RESNET, "model.encoder_weights=imagenet", f"train.init_from={source}")
+    train(tiny_config(scenes, *config, "train.epochs=1"), run)
+    out = capsys.readouterr().out
+    assert f"weights from {source}" in out and "ImageNet" not in out
+    first = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    train(tiny_config(scenes, *config, "train.epochs=2"), run, resume=True)
+    last = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert (first["epoch"], last["epoch"]) == (1, 2)
+    assert not list((tmp_path / "empty_torch_home").rglob("*.pth"))
 
 
 def test_two_processes_with_gloo(scenes, tmp_path):

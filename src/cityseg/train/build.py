@@ -29,8 +29,9 @@ def build_model(
     config: ModelConfig, device: torch.device, channels_last: bool, pretrained: bool = True
 ) -> tuple[torch.nn.Module, str | None]:
     """The network of ``config`` on ``device`` (channels_last memory layout when asked), its
-    pretrained encoder filled (unless ``pretrained`` is false: a resumed run loads its own
-    weights), and a line saying which weights were loaded (None if none)."""
+    pretrained encoder filled (unless ``pretrained`` is false: a resumed run, or one started from
+    a checkpoint with ``train.init_from``, loads its own weights, so the encoder's are neither
+    read nor downloaded), and a line saying which weights were loaded (None if none)."""
     try:
         model = model_from_config(config.model_kwargs())
         loaded = init_encoder(model, config.weights()) if pretrained else None

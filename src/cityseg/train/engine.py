@@ -171,13 +171,15 @@ class Trainer:
         self.micro_steps_per_epoch = self.steps_per_epoch * cfg.accumulate
         self.total_steps = cfg.max_iterations or cfg.epochs * self.steps_per_epoch
 
-        # The network and what trains it.
+        # The network and what trains it. ImageNet weights only for a fresh start: a resumed run
+        # and one started from a checkpoint replace them all (no download in any process).
+        fresh = resume_state is None
         self.raw_model, loaded = build_model(
-            config.model, self.device, self.channels_last, pretrained=resume_state is None
+            config.model, self.device, self.channels_last, pretrained=fresh and not cfg.init_from
         )
         if loaded:
             print_main(info, loaded)
-        if cfg.init_from and resume_state is None:
+        if cfg.init_from and fresh:
             print_main(info, initialize_from(self.raw_model, cfg.init_from))
         norm = self.raw_model.normalization
         self.normalize = Normalize(norm["mean"], norm["std"], self.channels_last).to(self.device)

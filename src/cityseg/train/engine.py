@@ -43,7 +43,12 @@ from cityseg.checkpoint.random_state import capture_rng_state, restore_rng_state
 from cityseg.config import Config, config_to_dict
 from cityseg.data.loader import BadBatch, build_loaders, open_splits, set_epoch
 from cityseg.errors import ConfigError, DataError
-from cityseg.runtime.device import configure_determinism, describe_runtime, resolve_device
+from cityseg.runtime.device import (
+    configure_determinism,
+    describe_runtime,
+    resolve_device,
+    use_device,
+)
 from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import Precision
 from cityseg.train import failures
@@ -137,6 +142,7 @@ class Trainer:
         )
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
+        use_device(self.device)  # before anything takes the current GPU (pinned memory)
         # The data is opened first: a wrong folder is a one-line error before seconds of timing.
         self.splits = open_splits(config.data, cfg.seed)
         setting, self.setting_note = choose_step_setting(

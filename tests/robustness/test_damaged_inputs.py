@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -96,6 +97,20 @@ def test_nan_weights_with_valid_sums_are_refused(checkpoint, tmp_path):
     save_checkpoint(path, state)
     with pytest.raises(CheckpointError, match=rf"damaged checkpoint \(model\.{name} holds NaN"):
         load_checkpoint(path)
+
+
+def test_shared_lists_are_checked_once(checkpoint, tmp_path):
+    """A pickle may refer to one list many times: 10 levels of 10 references each are 10^10
+    items in a file of a few kilobytes, and the check of the weights must not walk them all."""
+    state = torch.load(checkpoint, weights_only=True)
+    nested = [torch.zeros(1)] * 10
+    for _ in range(9):
+        nested = [nested] * 10
+    path = tmp_path / "shared.pt"
+    save_checkpoint(path, state | {"metrics": nested})
+    started = time.perf_counter()
+    assert load_checkpoint(path)["format"] == state["format"]
+    assert time.perf_counter() - started < 2
 
 
 def test_a_whole_checkpoint_still_loads(checkpoint):

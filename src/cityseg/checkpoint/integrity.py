@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,32 @@ def zip_problem(path: Path) -> str | None:
 
 def nonfinite_tensor(state: Any) -> str | None:
     """The name (``model.head.weight``) of the first floating tensor in ``state`` holding a NaN
-    or an infinite value, or None when every one is finite."""
-    for name, tensor in _tensors(state, ""):
-        if tensor.is_floating_point() or tensor.is_complex():
-            if not bool(torch.isfinite(tensor).all()):
+    or an infinite value, or None when every one is finite.
+
+    Each list, dict and tensor is looked at once, however often the file refers to it: a pickle
+    can share one list many times over, so that a small file stands for billions of items."""
+    seen: set[int] = set()
+    pending: list[tuple[str, Any]] = [("", state)]
+    while pending:
+        name, value = pending.pop()
+        if not isinstance(value, (torch.Tensor, dict, list, tuple)) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            if (value.is_floating_point() or value.is_complex()) and not _finite(value):
                 return name
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        children = [(_child_name(name, key, isinstance(value, dict)), item) for key, item in items]
+        pending.extend(reversed(children))  # depth-first, in the file's order
     return None
 
 
-def _tensors(value: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
-    if isinstance(value, torch.Tensor):
-        yield name, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensors(item, f"{name}.{key}" if name else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _tensors(item, f"{name}[{index}]")
+def _finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
+
+
+def _child_name(parent: str, key: Any, mapping: bool) -> str:
+    if not mapping:
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else str(key)

@@ -176,11 +176,12 @@ def _train_progressively(
 
 
 def _train_stage(run_dir: Path, overrides: list[str]) -> None:
-    """One training run of the demo configuration; a finished or stopped run is continued."""
+    """One training run of the demo configuration; a finished or stopped run is continued (one
+    stopped before its first checkpoint starts again from the beginning)."""
     from cityseg.train.engine import train
 
     config = load_config(packaged_config("demo"), overrides)
-    train(config, run_dir, resume=run_dir.joinpath("checkpoint_last.pt").is_file())
+    train(config, run_dir, resume=run_dir.joinpath("config.yaml").is_file())
 
 
 def _durations(starts: dict[str, float], end: float) -> dict[str, float]:

@@ -5,6 +5,8 @@ output folder is touched, and a failed command leaves the folder as it found it.
 
 from __future__ import annotations
 
+import os
+import socket
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from cityseg.data import download
 from cityseg.data.download import DOWNLOAD_MARKER, download_pairs
 from cityseg.data.prepare import prepare_cache
 from cityseg.errors import DataError
-from tests.helpers import save_tiny_checkpoint, write_pairs
+from cityseg.train.run_lock import LOCK_FILE, run_folder_lock
+from tests.helpers import in_process, save_tiny_checkpoint, train_args, write_pairs, write_scenes
 
 
 def one_error_line(capsys) -> str:
@@ -239,3 +242,42 @@ def test_videos_of_one_name_from_two_folders_are_refused(tiny_checkpoint, tmp_pa
     assert main(["predict", str(tiny_checkpoint), *videos, "--out", str(out)]) == 2
     assert "night/clip.mp4: same name as" in one_error_line(capsys)
     assert not out.exists()
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"checkpoint_best.pt": b"best", "metrics.jsonl": b"{}\n"}, "no checkpoint_last.pt"),
+        ({"notes.txt": b"the user's"}, "already holds notes.txt and no checkpoint_last.pt"),
+        ({"config.yaml": b"model: {}\n"}, "stopped before its first checkpoint; start it again"),
+    ],
+    ids=["best-only", "not-a-run", "no-save-yet"],
+)
+def test_a_new_run_never_replaces_files_in_its_folder(tmp_path, capsys, files, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, data in files.items():
+        (run / name).write_bytes(data)
+    before = snapshot(run)
+    assert in_process(*train_args(tmp_path / "data", run)) == 2
+    assert message in one_error_line(capsys)
+    assert snapshot(run) == before
+
+
+def test_a_run_folder_has_one_writer_at_a_time(tmp_path, capsys):
+    data = write_scenes(tmp_path / "data", {"train": 4, "val": 2}, 32, 64)
+    run = tmp_path / "run"
+    args = train_args(data, run, "train.max_iterations=2", "train.epochs=1")
+    with run_folder_lock(run):  # another run writes it
+        holder = (run / LOCK_FILE).read_text().strip()
+        assert in_process(*args) == 2
+        err = one_error_line(capsys)
+        assert f"another cityseg train is writing this run folder ({holder})" in err
+        assert holder == f"pid {os.getpid()} on {socket.gethostname()}"
+        assert [p.name for p in run.iterdir()] == [LOCK_FILE]
+    assert not run.exists()  # the lock's holder made the folder and nothing else: removed
+    assert in_process(*args) == 0  # the lock is free again
+    assert (run / "checkpoint_last.pt").is_file() and not (run / LOCK_FILE).exists()

@@ -3,9 +3,11 @@
 ``config.yaml`` (the resolved configuration), ``checkpoint_last.pt`` after every epoch,
 ``checkpoint_best.pt`` when the validation mIoU improved, and, written by
 :class:`~cityseg.train.history.RunHistory`, ``metrics.jsonl``, ``tensorboard/`` and
-``curves.png``. A checkpoint never exists half-written (see :mod:`cityseg.checkpoint.io`); a disk
-too small for the checkpoints is found before the first epoch, a disk that fills up during a save
-is reported in one line with the last good checkpoint kept.
+``curves.png``. A new run starts only in an empty folder; a run holds the folder's lock while it
+writes (:mod:`cityseg.train.run_lock`). A checkpoint never exists half-written (see
+:mod:`cityseg.checkpoint.io`); a disk too small for the checkpoints is found before the first
+epoch, a disk that fills up during a save is reported in one line with the last good checkpoint
+kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cityseg.errors import CheckpointError, ConfigError
 from cityseg.outputs import check_output_folder, existing_ancestor
 from cityseg.train.failures import TrainingFailed
 from cityseg.train.interrupt import TrainingInterrupted
+from cityseg.train.run_lock import LOCK_FILE
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 CONFIG = "config.yaml"
@@ -84,7 +87,28 @@ class RunFolder:
                 f"{self.path}: already holds a run; continue it with "
                 f"--resume {self.path} or choose another --out"
             )
+        if self.is_main:
+            self._check_empty()
         return None, None
+
+    def _check_empty(self) -> None:
+        """A new run starts only in a folder holding nothing (its lock aside): it never
+        replaces a best checkpoint, metrics or any file it did not write."""
+        if not self.path.is_dir():
+            return
+        names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+        if not names:
+            return
+        if (self.path / CONFIG).is_file() and not (self.path / BEST).exists():
+            raise ConfigError(
+                f"{self.path}: holds a run stopped before its first checkpoint; start it again "
+                f"with --resume {self.path}, or choose another --out"
+            )
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ConfigError(
+            f"{self.path}: already holds {shown} and no {LAST} to continue from; a new run "
+            "never replaces files it did not write: move them away or choose another --out"
+        )
 
     def write_config(
         self, config: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer

@@ -75,6 +75,7 @@ from cityseg.train.history import RunHistory, format_summary
 from cityseg.train.interrupt import StopSignals
 from cityseg.train.progress import EpochProgress
 from cityseg.train.run_folder import RunFolder
+from cityseg.train.run_lock import run_folder_lock
 from cityseg.train.schedules import Patience, build_optimizer, build_schedule, set_encoder_frozen
 from cityseg.train.step_setting import choose_step_setting
 from cityseg.train.validation import validation_scores
@@ -85,7 +86,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False) -> dict[str
     info = setup_distributed(config.train.device)
     faults.reset()
     try:
-        with StopSignals(announce=info.is_main) as signals:
+        # One writer per run folder: the main process holds its lock for the whole run.
+        with run_folder_lock(Path(run_dir), info.is_main), StopSignals(info.is_main) as signals:
             record = Trainer(config, Path(run_dir), info, resume).fit(signals)
         barrier(info)  # every process leaves together, once rank 0 has saved
         return record

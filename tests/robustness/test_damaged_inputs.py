@@ -22,6 +22,7 @@ from PIL import Image
 
 from cityseg.checkpoint.io import load_checkpoint, save_checkpoint
 from cityseg.checkpoint.loading import load_model
+from cityseg.checkpoint.model_folder import write_model_folder
 from cityseg.data.check import check_dataset
 from cityseg.data.cityscapes import CityscapesDataset
 from cityseg.data.io import read_label_png, read_rgb
@@ -97,6 +98,17 @@ def test_nan_weights_with_valid_sums_are_refused(checkpoint, tmp_path):
     save_checkpoint(path, state)
     with pytest.raises(CheckpointError, match=rf"damaged checkpoint \(model\.{name} holds NaN"):
         load_checkpoint(path)
+
+
+def test_nan_weights_in_a_model_folder_are_refused(checkpoint, tmp_path):
+    """A model folder (as on the Hugging Face Hub) has no sums, but its weights must be finite."""
+    state = torch.load(checkpoint, weights_only=True)
+    name = max(state["model"], key=lambda key: state["model"][key].numel())
+    state["model"][name] = torch.full_like(state["model"][name], float("inf"))
+    folder = tmp_path / "model"
+    write_model_folder(state, folder)
+    with pytest.raises(CheckpointError, match=rf"damaged model weights \({name} holds NaN"):
+        load_model(folder)
 
 
 def test_shared_lists_are_checked_once(checkpoint, tmp_path):

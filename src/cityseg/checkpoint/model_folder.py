@@ -23,6 +23,7 @@ from typing import Any
 
 from cityseg import limits
 from cityseg.checkpoint.format import FORMAT, INFERENCE_KEYS
+from cityseg.checkpoint.integrity import nonfinite_tensor
 from cityseg.errors import CheckpointError
 from cityseg.pretrained.hub import CONFIG_FILE, WEIGHTS_FILE
 
@@ -91,8 +92,8 @@ def read_model_folder(folder: str | Path) -> dict[str, Any]:
     weights, and the keys of ``config.json``), for the readers of checkpoints.
 
     Raises:
-        CheckpointError: a file is missing, too large, not JSON / safetensors, or of another
-            format.
+        CheckpointError: a file is missing, too large, not JSON / safetensors, of another
+            format, or its weights hold NaN or infinite values.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -125,4 +126,11 @@ def read_model_folder(folder: str | Path) -> dict[str, Any]:
             f"{weights_path}: not a readable safetensors file ({str(error)[:120]}); the download "
             "is damaged: delete it from the Hugging Face cache and load it again"
         ) from None
+    tensor = nonfinite_tensor(weights)
+    if tensor is not None:
+        raise CheckpointError(
+            f"{weights_path}: damaged model weights ({tensor} holds NaN or infinite values); "
+            "delete it from the Hugging Face cache and load it again, or write it again with "
+            "`cityseg hub save`"
+        )
     return {**config, "format": FORMAT, "model": weights}

@@ -1,0 +1,368 @@
+"""The documentation's shell commands, in the spirit of doctest: every `cityseg` command of a
+```bash block in README.md and docs/*.md runs, in order, on tiny generated scenes, and exits 0;
+every other command is skipped by one of the named rules below, and the skipped set is pinned, so
+a command that falls into a rule without anyone deciding it is noticed.
+
+How a documented command becomes a run (nothing else is changed):
+- it runs as ``python -m cityseg`` (``.venv/bin/cityseg`` included) in a fresh folder where
+  ``configs/`` is the repository's, with the environment of the other command-line tests;
+- optional parts in brackets are taken in (``[--report]`` runs with ``--report``);
+- the documentation's placeholders name the generated data and the run the commands made before
+  (``PLACEHOLDERS``); the inputs it names (``photo.jpg``, ``photos/``, ``clip.mp4``, ...) are made
+  from the same scenes, and ``archive.zip`` has the Kaggle archive's layout and file count;
+- a few arguments are appended that only shrink the run (``SHRINK``): fewer and smaller images,
+  a narrower plain U-Net, one epoch, no loader processes. They never change what is run.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cityseg.config import load_config
+from cityseg.data.download import PAIRS_SIZE, PAIRS_SPLITS
+from cityseg.data.synthetic import generate_dataset
+from tests.helpers.commands import cli_env
+from tests.helpers.shell_blocks import Command, commands_in, with_optional_parts
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Why a documented command is not run here."""
+
+    name: str
+    why: str
+    applies: Callable[[Command], bool]
+
+
+def _is_cityseg(command: Command) -> bool:
+    return Path(command.words[0]).name == "cityseg"
+
+
+def _program(name: str) -> Callable[[Command], bool]:
+    return lambda command: command.words[0] == name
+
+
+def _downloads(command: Command) -> bool:
+    words = command.words
+    return _is_cityseg(command) and words[1:3] == ("data", "download") and "--from-zip" not in words
+
+
+def _reads_real_data(command: Command) -> bool:
+    return any("../shared/" in word for word in (*command.words, *command.block_variables.values()))
+
+
+SKIP_RULES = (
+    Rule("make", "installs .venv from the network, then the whole demo or suite", _program("make")),
+    Rule("pip", "installs packages from the network", _program("pip")),
+    Rule("export", "sets a download's credentials; runs nothing", _program("export")),
+    Rule(
+        "several processes",
+        "torchrun starts N processes (DDP is tested with two gloo processes in tests/train)",
+        _program("torchrun"),
+    ),
+    Rule("network", "`data download` from the internet (--from-zip runs: offline)", _downloads),
+    Rule("real data", "reads ../shared, or its block's variable names it", _reads_real_data),
+    Rule("elided", "`...` stands for arguments left out", lambda c: "..." in c.words),
+)
+
+EXPECTED_SKIPS = {
+    ("make", "make demo"),
+    ("make", "make test"),
+    ("make", "make demo 'TORCH=torch --index-url https://download.pytorch.org/whl/cpu'"),
+    ("make", "make demo 'TORCH=torch --index-url https://download.pytorch.org/whl/cu124'"),
+    ("pip", "pip install torch '&&' pip install -e ."),
+    ("export", "export CITYSCAPES_USERNAME=you@example.org CITYSCAPES_PASSWORD=..."),
+    ("network", "cityseg data download cityscapes --out data/cityscapes"),
+    (
+        "network",
+        "cityseg data download cityscapes --out data/cityscapes --packages gtFine_trainvaltest",
+    ),
+    ("network", "cityseg data download pairs --out data/pairs"),
+    ("real data", "cityseg data check ../shared/data/cityscapes"),
+    ("real data", "cityseg data check ../shared/data/pairs"),
+    (
+        "several processes",
+        "torchrun --nproc_per_node 4 -m cityseg train --config configs/cityscapes.yaml "
+        "--out runs/ddp data.root=CITYSCAPES",
+    ),
+    (
+        "real data",
+        "cityseg train --config configs/tiny.yaml --out runs/pairs300 "
+        "data.root=../shared/data/pairs data.format=pairs data.max_images=300 "
+        "data.max_val_images=null train.epochs=10",
+    ),
+    (
+        "elided",
+        "cityseg train ... model.encoder=resnet34 train.encoder_lr_mult=0.1 "
+        "train.freeze_encoder_epochs=1",
+    ),
+    # docs/pretrained.md: the shipped model's recipe and its studies, on the real pairs photos
+    ("real data", "cityseg data prepare ../shared/data/pairs --out CACHE --size 128x256"),
+    (
+        "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/pretrained_pairs "
+        "data.root=../shared/data/pairs data.cache=CACHE",
+    ),
+    (
+        "real data",
+        "python scripts/make_pretrained.py heldout --config runs/pretrained_pairs/config.yaml "
+        "--out HELDOUT",
+    ),
+    (
+        "real data",
+        "cityseg evaluate runs/pretrained_pairs/checkpoint_last.pt --data HELDOUT --split val "
+        "--out runs/pretrained_pairs/eval_heldout",
+    ),
+    (
+        "real data",
+        "python scripts/make_pretrained.py slim runs/pretrained_pairs/checkpoint_last.pt "
+        "src/cityseg/pretrained/pairs.pt --metrics runs/pretrained_pairs/eval_heldout/metrics.json "
+        "--minutes 61.8",
+    ),
+    (
+        "real data",
+        "cityseg train --config configs/pairs_unet.yaml --out runs/unet "
+        "data.root=../shared/data/pairs data.cache=CACHE train.epochs=8",
+    ),
+    (
+        "real data",
+        "cityseg train --config configs/pairs_lite0.yaml --out runs/lite0 "
+        "data.root=../shared/data/pairs data.cache=CACHE",
+    ),
+    (
+        "real data",
+        "cityseg train --config configs/pairs_lite0.yaml --out runs/none "
+        "data.root=../shared/data/pairs data.cache=CACHE model.encoder_weights=none",
+    ),
+}
+"""Every documented command that does not run here, by rule (as one line, comments dropped)."""
+
+SCENES = "scenes"
+"""The generated data set: the official layout, with the pairs format in ``scenes/pairs``."""
+
+PLACEHOLDERS: dict[str, Callable[[str], str]] = {
+    "PATH": lambda data_format: f"{SCENES}/pairs" if data_format == "pairs" else SCENES,
+    "ROOT": lambda _: SCENES,
+    "CITYSCAPES": lambda _: SCENES,
+    "CKPT": lambda _: "runs/tiny/checkpoint_best.pt",  # the README's first training run
+    "PRED_DIR": lambda _: "predictions",  # the val labelIds, as a submission would hold them
+}
+"""What each placeholder stands for: ``PATH`` is a data set of the format its command reads."""
+_PLACEHOLDER = re.compile(r"\b(" + "|".join(PLACEHOLDERS) + r")\b")
+
+SHRINK = {
+    "generate": ("--train", "4", "--val", "2", "--test", "1", "--size", "32x64"),
+    "train": (
+        "data.size=[32, 64]",
+        "data.crop=null",
+        "data.max_images=4",
+        "data.max_val_images=2",
+        "data.workers=0",
+        "train.epochs=1",
+        "train.batch_size=2",
+    ),
+    "plain U-Net": ("model.base_width=4", "model.depth=2"),
+    "resume": ("train.epochs=2",),  # one epoch more than the run resumed
+}
+"""Arguments appended to a command (the last of a repeated option wins) that only shrink it."""
+
+
+def skip_rule(command: Command) -> Rule | None:
+    """The first rule that skips ``command``, or None when it runs."""
+    return next((rule for rule in SKIP_RULES if rule.applies(command)), None)
+
+
+def documented_commands() -> list[Command]:
+    return [c for path in DOCUMENTS for c in commands_in(path, str(path.relative_to(REPO_ROOT)))]
+
+
+def _configured(words: list[str]):
+    """The configuration a `cityseg train --config FILE` command trains with (None without one)."""
+    if "--config" not in words:
+        return None
+    chosen = [w for w in words if w.startswith(("data.format=", "model.encoder="))]
+    return load_config(REPO_ROOT / words[words.index("--config") + 1], chosen)
+
+
+def run_words(command: Command) -> list[str]:
+    """The arguments of ``python -m cityseg`` that run ``command`` here."""
+    words = with_optional_parts(command.words)[1:]
+    config = _configured(words)
+    data_format = config.data.format if config else "cityscapes"
+    words = [_PLACEHOLDER.sub(lambda m: PLACEHOLDERS[m[1]](data_format), w) for w in words]
+    if words[:2] == ["data", "generate"]:
+        words += SHRINK["generate"]
+    elif words[:1] == ["train"] and "--resume" in words:
+        words += SHRINK["resume"]
+    elif words[:1] == ["train"]:
+        words += SHRINK["train"]
+        words += SHRINK["plain U-Net"] if config and config.model.encoder == "unet" else ()
+    return words
+
+
+def make_workspace(folder: Path) -> Path:
+    """The folder the commands run in: ``configs/``, the generated scenes and the inputs the
+    documentation names, all made from the scenes."""
+    folder.mkdir(parents=True)
+    (folder / "configs").symlink_to(REPO_ROOT / "src" / "cityseg" / "configs")
+    scenes = generate_dataset(
+        folder / SCENES, {"train": 6, "val": 2, "test": 2}, 64, 128, pairs=True, color=False
+    )
+    tests = sorted(scenes.glob("leftImg8bit/test/*/*.png"))
+    vals = sorted(scenes.glob("leftImg8bit/val/*/*.png"))
+    for name, sources in {"photos": tests, "frames": vals}.items():
+        (folder / name).mkdir()
+        for source in sources:
+            shutil.copy(source, folder / name / source.name)
+    (folder / "more").mkdir()
+    cv2.imwrite(str(folder / "more" / "street.jpg"), cv2.imread(str(vals[0])))
+    cv2.imwrite(str(folder / "photo.jpg"), cv2.imread(str(tests[0])))
+    video = cv2.VideoWriter(
+        str(folder / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 17, (128, 64)
+    )
+    for frame in (*tests, *vals):
+        video.write(cv2.imread(str(frame)))
+    video.release()
+    (folder / "predictions").mkdir()
+    for label in scenes.glob("gtFine/val/*/*_labelIds.png"):
+        shutil.copy(label, folder / "predictions" / label.name)
+    _write_pairs_archive(folder / "archive.zip")
+    return folder
+
+
+def _write_pairs_archive(path: Path) -> None:
+    """A zip laid out as the Kaggle pairs archive (its nested duplicate folder, its file count and
+    image size), every JPEG a plain grey picture."""
+    jpeg = cv2.imencode(".jpg", np.full((*PAIRS_SIZE, 3), 128, np.uint8))[1].tobytes()
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in PAIRS_SPLITS.items():
+            for index in range(1, count + 1):
+                archive.writestr(f"cityscapes_data/cityscapes_data/{split}/{index}.jpg", jpeg)
+
+
+def _runnable(path: Path) -> list[Command]:
+    commands = commands_in(path, str(path.relative_to(REPO_ROOT)))
+    return [c for c in commands if skip_rule(c) is None]
+
+
+def test_every_documented_command_runs_or_is_skipped_by_a_named_rule():
+    commands = documented_commands()
+    unknown = [c for c in commands if skip_rule(c) is None and not _is_cityseg(c)]
+    assert not unknown, "neither cityseg nor skipped by a rule:\n" + "\n".join(
+        f"{c.source}: {c.text}" for c in unknown
+    )
+    skipped = {(rule.name, c.text) for c in commands if (rule := skip_rule(c))}
+    assert skipped - EXPECTED_SKIPS == set(), "newly skipped: run them, or add them knowingly"
+    assert EXPECTED_SKIPS - skipped == set(), "no longer documented, or now run: drop them"
+    assert sum(skip_rule(c) is None for c in commands) >= 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", [p for p in DOCUMENTS if _runnable(p)], ids=lambda p: p.name)
+def test_documented_commands_run_on_generated_scenes(document, tmp_path):
+    workspace = make_workspace(tmp_path / "work")
+    for command in _runnable(document):
+        words = run_words(command)
+        result = subprocess.run(
+            [sys.executable, "-m", "cityseg", *words],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=cli_env(CITYSEG_TRACEBACK="1"),
+        )
+        assert result.returncode == 0, (
+            f"{command.source}: {command.text}\nran as: cityseg {shlex.join(words)}\n"
+            f"exit status {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+
+
+def test_every_skip_rule_is_used():
+    assert {rule.name for rule in SKIP_RULES} == {name for name, _ in EXPECTED_SKIPS}
+
+
+def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_path):
+    markdown = tmp_path / "guide.md"
+    markdown.write_text(
+        "Text `cityseg inline` is no command.\n"
+        "```python\nprint('```bash is text here')\n```\n"
+        "```bash\n"
+        "DATA=../shared/data/pairs   # or generated\n"
+        "cityseg train --out 'runs/a b' data.root=$DATA \\\n"
+        "    train.epochs=2   # a comment\n"
+        "\n"
+        "# a line of comment only\n"
+        "cityseg predict CKPT 'more/*.jpg' --out pred/ [--mode slide]\n"
+        "```\n"
+        "```\ncityseg plain-fence\n```\n"
+        "```sh\ncityseg evaluate ${DATA}/x\n```\n"
+    )
+    commands = commands_in(markdown)
+    assert [(c.source, c.block, c.text) for c in commands] == [
+        (
+            "guide.md:7",
+            0,
+            "cityseg train --out 'runs/a b' data.root=../shared/data/pairs train.epochs=2",
+        ),
+        ("guide.md:11", 0, "cityseg predict CKPT 'more/*.jpg' --out pred/ '[--mode' 'slide]'"),
+        ("guide.md:17", 1, "cityseg evaluate ../shared/data/pairs/x"),
+    ]
+    assert commands[1].words[3:5] == ("more/*.jpg", "--out")
+    assert commands[0].block_variables == {"DATA": "../shared/data/pairs"}
+    assert commands[2].block_variables == {}
+
+
+def test_optional_parts_are_taken_in_and_bracketed_values_kept():
+    words = ("predict", "[--mode", "slide]", "[--tta]", "data.size=[32,64]", "[")
+    assert with_optional_parts(words) == [
+        "predict",
+        "--mode",
+        "slide",
+        "--tta",
+        "data.size=[32,64]",
+        "[",
+    ]
+
+
+def _command(text: str) -> Command:
+    return Command("README.md:1", tuple(shlex.split(text)), 0)
+
+
+def test_placeholders_name_generated_data_and_the_shrink_is_only_appended():
+    tiny = (
+        "cityseg train --config configs/tiny.yaml --out runs/tiny data.root=PATH data.format=pairs"
+    )
+    assert run_words(_command(tiny)) == [
+        *shlex.split(tiny.replace("PATH", "scenes/pairs"))[1:],
+        *SHRINK["train"],
+        *SHRINK["plain U-Net"],
+    ]
+    demo = "cityseg train --config configs/demo.yaml --out runs/ft data.root=PATH"
+    assert run_words(_command(demo)) == [
+        *shlex.split(demo.replace("PATH", "scenes"))[1:],
+        *SHRINK["train"],
+    ]
+    resume = "cityseg train --resume runs/tiny train.epochs=20"
+    assert run_words(_command(resume)) == [*shlex.split(resume)[1:], *SHRINK["resume"]]
+    evaluate = ".venv/bin/cityseg evaluate CKPT --data ROOT [--report]"
+    assert run_words(_command(evaluate)) == [
+        "evaluate", "runs/tiny/checkpoint_best.pt", "--data", "scenes", "--report"
+    ]  # fmt: skip
+    assert run_words(_command("cityseg score PRED_DIR --gt CITYSCAPES_X")) == [
+        "score", "predictions", "--gt", "CITYSCAPES_X"
+    ]  # fmt: skip

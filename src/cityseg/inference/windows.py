@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.torch_version import TorchVersion
 
 from cityseg.errors import ConfigError
 from cityseg.inference.options import Size
@@ -30,12 +31,31 @@ def check_tiling(tile: Size, stride: Size, min_size: int) -> None:
         raise ConfigError(*problems)
 
 
+# The first torch with an anti-aliased bilinear kernel for Apple's MPS (earlier: not implemented)
+MPS_ANTIALIAS_SINCE = "2.7"
+
+
+def antialias_device(device_type: str, version: str = torch.__version__) -> str:
+    """Where an anti-aliased shrink of an image held on ``device_type`` runs: on that device, or
+    on the CPU for MPS before torch 2.7, which has no such kernel there (the same result as on
+    every other device, for one copy each way)."""
+    if device_type == "mps" and TorchVersion(version) < MPS_ANTIALIAS_SINCE:
+        return "cpu"
+    return device_type
+
+
 def resize_image(x: torch.Tensor, size: Size) -> torch.Tensor:
-    """Bilinear resize of a float batch (N, 3, H, W), antialiased when it shrinks."""
+    """Bilinear resize of a float batch (N, 3, H, W), antialiased when it shrinks (on the CPU
+    where the device cannot: :func:`antialias_device`)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    shrinks = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinks)
+    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    where = antialias_device(x.device.type)
+    shrunk = F.interpolate(
+        x.to(where), size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    return shrunk.to(x.device)
 
 
 def resize_map(maps: torch.Tensor, size: Size) -> torch.Tensor:

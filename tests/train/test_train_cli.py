@@ -73,3 +73,14 @@ def test_user_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, m
     err = capsys.readouterr().err
     assert message in err and err.startswith("cityseg train: error:")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("side", ["before", "after"])
+def test_overrides_are_read_on_both_sides_of_the_options(tmp_path, capsys, side):
+    bad, good = "nosuch.key=1", "data.workers=0"
+    before, after = (bad, good) if side == "before" else (good, bad)
+    assert main(["train", before, "--out", str(tmp_path / "run"), after]) == 2
+    assert "override 'nosuch.key=1': unknown section 'nosuch'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an option nobody knows is still argparse's error
+        main(["train", "--out", str(tmp_path / "run"), "--nosuch", good])
+    assert "unrecognized arguments: --nosuch" in capsys.readouterr().err

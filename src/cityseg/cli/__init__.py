@@ -44,7 +44,7 @@ HEAVY_COMMANDS = {"train", "evaluate", "predict", "demo", "export"}
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Called with ``argv=None`` from the console script or ``python -m``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     if argv is None and args.command in HEAVY_COMMANDS:
         from cityseg.runtime.allocator import prepare_allocator
 
@@ -81,6 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # no worker may outlive the command, or keep it from ending
         processes.stop_children()
     return int(result or 0)
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; ``section.key=value`` overrides may stand anywhere, before and
+    after the options (``train --config C a.b=1 --out R c.d=2``), and keep their order."""
+    args, extras = parser.parse_known_args(argv)
+    overrides = getattr(args, "overrides", None)
+    if extras and isinstance(overrides, list) and all(map(_is_override, extras)):
+        args.overrides = overrides + extras
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _is_override(text: str) -> bool:
+    return "=" in text and not text.startswith("-")
 
 
 TRACEBACK_VARIABLE = "CITYSEG_TRACEBACK"

@@ -281,3 +281,23 @@ def test_a_run_folder_has_one_writer_at_a_time(tmp_path, capsys):
     assert not run.exists()  # the lock's holder made the folder and nothing else: removed
     assert in_process(*args) == 0  # the lock is free again
     assert (run / "checkpoint_last.pt").is_file() and not (run / LOCK_FILE).exists()
+
+
+def test_a_cityscapes_package_never_unpacks_over_a_different_file(tmp_path):
+    archive = tmp_path / "gtFine.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("gtFine/README", "the package's")
+        opened.writestr("license.txt", "licence")
+    out = tmp_path / "cityscapes"
+    (out / "gtFine").mkdir(parents=True)
+    (out / "gtFine" / "README").write_text("the user's notes")
+    before = snapshot(out)
+    with pytest.raises(DataError, match=r"README: exists and differs from gtFine/README in"):
+        download._unzip(archive, out)
+    assert snapshot(out) == before
+    (out / "gtFine" / "README").write_text("the package's")  # the same file: kept, not rewritten
+    inode = (out / "gtFine" / "README").stat().st_ino
+    download._unzip(archive, out)
+    assert (out / "gtFine" / "README").stat().st_ino == inode
+    assert (out / "license.txt").read_text() == "licence"
+    assert sorted(p.name for p in out.iterdir()) == ["gtFine", "license.txt"]

@@ -9,8 +9,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from cityseg.errors import DataError
@@ -91,3 +93,46 @@ def unpack_archive(archive: str | Path, folder: str | Path) -> None:
             f"{archive}: damaged ({str(error)[:120] or type(error).__name__}); nothing was kept; "
             "download it again"
         ) from None
+
+
+def check_targets(archive: str | Path, members: list[zipfile.ZipInfo], out: str | Path) -> None:
+    """Refuse to unpack over a file that is not the archive's own: a file already at a member's
+    place must hold the member's bytes (same size and CRC-32; it is then kept as it is).
+
+    Raises:
+        DataError: one line naming the first file that differs.
+    """
+    for member in members:
+        if member.is_dir():
+            continue
+        target = Path(out) / member.filename
+        if not (target.exists() or target.is_symlink()):
+            continue
+        if target.is_symlink() or not target.is_file() or not _holds(target, member):
+            raise DataError(
+                f"{target}: exists and differs from {member.filename} in {archive}; it is left "
+                "as it is: move it away or choose another --out"
+            )
+
+
+def _holds(path: Path, member: zipfile.ZipInfo) -> bool:
+    if path.stat().st_size != member.file_size:
+        return False
+    checksum = 0
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum == member.CRC
+
+
+def move_unpacked(unpacked: Path, out: Path) -> None:
+    """Rename every file unpacked into ``unpacked`` to its place in ``out`` (a file already there
+    was checked by :func:`check_targets` to be the same, and is kept)."""
+    for path in sorted(Path(unpacked).rglob("*")):
+        if path.is_dir() or path.is_symlink():
+            continue
+        target = Path(out) / path.relative_to(unpacked)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)

@@ -32,7 +32,7 @@ from pathlib import Path
 import requests
 from cityscapesscripts.download import downloader
 
-from cityseg.data.archives import check_archive, unpack_archive
+from cityseg.data.archives import check_archive, check_targets, move_unpacked, unpack_archive
 from cityseg.data.check import check_dataset, format_report
 from cityseg.data.io import read_header
 from cityseg.errors import DataError, UserError
@@ -180,7 +180,8 @@ def download_cityscapes(
         if not keep_zips:
             path.unlink()
     if not keep_zips:
-        shutil.rmtree(downloads, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            downloads.rmdir()  # only when empty: what else is there is not the download's
     if check:
         lines += _check(out)
     return Downloaded(out, lines)
@@ -224,10 +225,15 @@ def _md5(path: Path) -> str:
 
 def _unzip(archive: Path, out: Path) -> None:
     """Unpack ``archive`` into ``out`` once it is checked completely (see
-    :func:`cityseg.data.archives.check_archive`)."""
-    check_archive(archive, out)
+    :func:`cityseg.data.archives.check_archive`) and no file of ``out`` it would replace differs
+    from the archive's: unpacked in a hidden folder of ``out``, then each file renamed into place
+    (an interrupted unpack leaves no half-written file)."""
+    members = check_archive(archive, out)
+    check_targets(archive, members, out)
     try:
-        unpack_archive(archive, out)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".unpack-") as scratch:
+            unpack_archive(archive, scratch)
+            move_unpacked(Path(scratch), out)
     except OSError as error:
         raise _disk_error(out, error) from None
 

@@ -301,3 +301,12 @@ def test_a_cityscapes_package_never_unpacks_over_a_different_file(tmp_path):
     assert (out / "gtFine" / "README").stat().st_ino == inode
     assert (out / "license.txt").read_text() == "licence"
     assert sorted(p.name for p in out.iterdir()) == ["gtFine", "license.txt"]
+
+
+def test_score_replaces_only_a_score_file(tmp_path, capsys):
+    users = tmp_path / "results.json"
+    users.write_text('{"mine": 1}')
+    args = ["score", str(tmp_path), "--gt", str(tmp_path), "--out", str(users)]
+    assert main(args) == 2
+    assert "is not a score file written by `cityseg score`" in one_error_line(capsys)
+    assert users.read_text() == '{"mine": 1}'

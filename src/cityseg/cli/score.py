@@ -52,6 +52,7 @@ def run(args) -> int:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     if args.out:
         check_output_file(Path(args.out))
+        _check_replaceable(Path(args.out))
     start = time.perf_counter()
     result = score_predictions(Path(args.pred_dir), Path(args.gt), args.split, args.workers)
     seconds = time.perf_counter() - start
@@ -68,6 +69,33 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(temporary, out)  # a score file is replaced whole
         print(f"wrote {out}")
     return 0
+
+
+SCORE_KEYS = ("cityscapes", "frames", "mean_iou")
+"""Keys of every file ``score --out`` writes: the only existing file it replaces is one of these."""
+
+
+def _check_replaceable(out) -> None:
+    """Refuse an ``--out`` that exists and is not a score file written by this command."""
+    import json
+
+    from cityseg.errors import UserError
+
+    if not (out.exists() or out.is_symlink()):
+        return
+    try:
+        if out.is_file() and out.stat().st_size <= 2**24:
+            written = json.loads(out.read_text(encoding="utf-8"))
+            if isinstance(written, dict) and all(key in written for key in SCORE_KEYS):
+                return
+    except (OSError, ValueError):
+        pass
+    raise UserError(
+        f"{out}: exists and is not a score file written by `cityseg score`; it is left as it "
+        "is: move it away or choose another --out"
+    )

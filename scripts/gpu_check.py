@@ -6,6 +6,7 @@ when this machine lacks what it needs (the case is then reported as skipped).
     python scripts/gpu_check.py requirements
     python scripts/gpu_check.py bf16-rule
     python scripts/gpu_check.py same-weights A.pt B.pt
+    python scripts/gpu_check.py speed configs/cityscapes.yaml --batch 8
 """
 
 from __future__ import annotations
@@ -282,6 +283,139 @@ def ort_available(args: argparse.Namespace) -> int:
     return SKIP
 
 
+def encoder_weights(args: argparse.Namespace) -> int:
+    """Write a weight file of the ``name`` encoder as its publisher lays one out (the encoder's
+    parameter names, and a classifier that loading leaves out), with random values: a local file
+    for ``model.encoder_weights`` without a download."""
+    import torch
+
+    from cityseg.model.encoders import ENCODERS
+    from cityseg.model.factory import model_from_config
+
+    encoder = model_from_config({"encoder": args.name}).encoder
+    state = dict(encoder.state_dict())
+    for prefix in ENCODERS[args.name].head:
+        state[f"{prefix}weight"] = torch.zeros(2, 2)
+    torch.save(state, args.out)
+    print(f"{args.out}: {len(state)} tensors of {args.name} (its classifier included)")
+    return 0
+
+
+def averaged(args: argparse.Namespace) -> int:
+    """A run with ``train.ema_decay`` saves the weight average as its model and the trained
+    weights beside it, and the two differ."""
+    import torch
+
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    if "trained_model" not in state or "weight_average" not in state:
+        print(f"{args.checkpoint}: no weight average ({sorted(state)})")
+        return 1
+    differing = [
+        name
+        for name, tensor in state["model"].items()
+        if tensor.is_floating_point() and not torch.equal(tensor, state["trained_model"][name])
+    ]
+    print(f"{args.checkpoint}: weight average saved; {len(differing)} tensors differ from training")
+    return 0 if differing else 1
+
+
+def only_gpu_used(args: argparse.Namespace) -> int:
+    """A one-process run on ``cuda:INDEX`` opens a CUDA context on that GPU and no other
+    (nvidia-smi lists the processes of each GPU)."""
+    import os
+    import shutil
+    import subprocess
+
+    import torch
+
+    from cityseg.config import load_config
+    from cityseg.train.engine import train
+
+    if torch.cuda.device_count() <= args.index:
+        print(f"skipped: needs {args.index + 1} GPUs, {torch.cuda.device_count()} visible")
+        return SKIP
+    if shutil.which("nvidia-smi") is None:
+        print("skipped: no nvidia-smi to list the processes of each GPU")
+        return SKIP
+    overrides = [*args.overrides, f"train.device=cuda:{args.index}", "train.epochs=1"]
+    train(load_config(None, overrides), args.out)
+    query = ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid", "--format=csv,noheader"]
+    listing = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+    mine = {
+        line.split(",")[1].strip()
+        for line in listing.splitlines()
+        if line.split(",")[0].strip() == str(os.getpid())
+    }
+    if not mine:
+        print(f"skipped: nvidia-smi lists no process {os.getpid()} (another PID namespace)")
+        return SKIP
+    wanted = f"GPU-{torch.cuda.get_device_properties(args.index).uuid}"
+    print(f"process {os.getpid()} has contexts on {sorted(mine)}; its GPU is {wanted}")
+    return 0 if mine == {wanted} else 1
+
+
+def speed(args: argparse.Namespace) -> int:
+    """Images per second of training steps of each configuration's network at its crop (or
+    size), precision and layout: random images and labels, plain cross-entropy, the
+    configuration's optimiser; one line per configuration."""
+    for path in args.configs:
+        print(training_speed(Path(path), args.batch, args.device, args.warmup, args.steps))
+    return 0
+
+
+def training_speed(path: Path, batch: int, device_name: str, warmup: int, steps: int) -> str:
+    """The speed line of one configuration (see ``speed``)."""
+    import time
+
+    import torch
+
+    from cityseg.config import load_config
+    from cityseg.runtime.device import resolve_device
+    from cityseg.runtime.precision import choose_precision
+    from cityseg.train.build import build_model
+    from cityseg.train.schedules import build_optimizer
+
+    config = load_config(path, [f"train.batch_size={batch}"])
+    device = resolve_device(device_name)
+    height, width = config.data.crop or config.data.size or (1024, 2048)
+    precision = choose_precision(config.train.precision, device)
+    channels_last = config.train.channels_last in (True, "auto") and device.type == "cuda"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model, _ = build_model(config.model, device, channels_last, pretrained=False)
+    model.train()
+    optimizer = build_optimizer(model, config.train)
+    scaler = precision.grad_scaler()
+    images = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=layout)
+    labels = torch.randint(0, 19, (batch, height, width), device=device)
+
+    def step() -> None:
+        with precision.autocast():
+            loss = torch.nn.functional.cross_entropy(model(images), labels, ignore_index=255)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize()
+    rate = batch * steps / (time.perf_counter() - started)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    layout_name = "channels_last" if channels_last else "NCHW"
+    return (
+        f"speed {path.name}: {rate:.1f} img/s training at batch {batch}, {height}x{width}, "
+        f"{precision.name}, {layout_name}, {name}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -317,6 +451,25 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("onnx", type=Path)
     command.set_defaults(run=ort_device)
     commands.add_parser("ort-available").set_defaults(run=ort_available)
+    command = commands.add_parser("encoder-weights")
+    command.add_argument("name")
+    command.add_argument("out", type=Path)
+    command.set_defaults(run=encoder_weights)
+    command = commands.add_parser("averaged")
+    command.add_argument("checkpoint", type=Path)
+    command.set_defaults(run=averaged)
+    command = commands.add_parser("only-gpu-used")
+    command.add_argument("index", type=int)
+    command.add_argument("out", type=Path)
+    command.add_argument("overrides", nargs="*")
+    command.set_defaults(run=only_gpu_used)
+    command = commands.add_parser("speed")
+    command.add_argument("configs", nargs="+")
+    command.add_argument("--batch", type=int, default=8)
+    command.add_argument("--device", default="cuda")
+    command.add_argument("--warmup", type=int, default=3)
+    command.add_argument("--steps", type=int, default=10)
+    command.set_defaults(run=speed)
     return parser
 
 

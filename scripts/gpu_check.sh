@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# The GPU paths of cityseg, checked on a machine with an NVIDIA GPU, offline, in a few minutes:
-# training (fp16, bf16, channels_last, torchrun, exact resume after Ctrl-C), evaluate (whole, slide,
-# TTA), predict, ONNX export and onnxruntime on CUDA, the benchmarks' GPU forms, and the cases only
-# a GPU shows. Prints one table: case, PASS / FAIL / SKIP, seconds; exit status 1 if any failed.
+# The GPU paths of cityseg, checked on a machine with NVIDIA GPUs, offline, in about 5 minutes:
+# training (fp16, bf16, channels_last, each encoder family, weight average, torch.compile,
+# SyncBatchNorm and NCCL on several GPUs, exact resume after Ctrl-C), evaluate (whole, slide, TTA),
+# predict, ONNX export and onnxruntime on CUDA, the training speed of two recipes, and the cases
+# only a GPU shows. Prints one table: case, PASS / FAIL / SKIP, seconds, planned seconds; exit
+# status 1 if any case failed. A case that did not run because the time ran out is a FAIL.
 #
-#   scripts/gpu_check.sh [WORK_DIR]
+#   scripts/gpu_check.sh [--quick] [--benchmarks] [--list] [WORK_DIR]
+#
+# --quick runs the cases that matter most (about half the time); --benchmarks adds the smoke forms
+# of the benchmarks; --list prints each case, its planned seconds and what it proves, and exits.
+# Each case has a plan (seconds on one modern GPU; the plans of the default list add up to under
+# 300 s on one GPU) and a limit of 3 x its plan + 20 s. Cases needing 2 GPUs are SKIP on one, with
+# the reason.
 #
 # Needs a Python where torch (a CUDA build), onnx, onnxruntime and cityseg's other dependencies
 # import; the sources come from this repository (PYTHONPATH=src), so nothing is installed and no
 # network is used. The first case says what is missing. Settings (environment): PYTHON (default
-# python3, else python), CASE_TIMEOUT (seconds per case, 150), BUDGET (seconds for all the cases,
-# 290: the ones left are then skipped). WORK_DIR (default: a new folder under /tmp, its path
-# without spaces) holds the data, the runs and each case's log, logs/<case>.log.
+# python3, else python), BUDGET (seconds for all the cases, 450: a case that cannot start within
+# it FAILS, "not run"). WORK_DIR (default: a new folder under /tmp, its path without spaces) holds
+# the data, the runs and each case's log, logs/<case>.log.
 
 set -uo pipefail
 
@@ -41,6 +49,31 @@ bench() {
     expect "Ratios (same run):" "$table"
     expect "|---" "$table"
     if grep -q "failed" "$table"; then echo "CHECK FAILED: a row failed"; return 1; fi
+}
+
+# need_gpus N: exit the case as skipped (77) with the reason when fewer than N GPUs are visible.
+need_gpus() {
+    if [ "$GPUS" -lt "$1" ]; then
+        echo "skipped: needs $1 GPUs, $GPUS visible"
+        exit 77
+    fi
+}
+
+# encoder_case NAME WEIGHTS: the U-Net on encoder NAME (WEIGHTS: imagenet or a file) trained in
+# fp16, then bf16, channels_last, its encoder frozen in the first epoch.
+encoder_case() {
+    local name=$1 weights=$2 precision log run
+    for precision in fp16 bf16; do
+        run="$WORK/run_${name}_$precision" log="$WORK/logs/encoder_${name}_$precision.txt"
+        out "$log" cityseg train --out "$run" $COMMON model.encoder="$name" \
+            model.encoder_weights="$weights" train.precision=$precision train.channels_last=true \
+            train.freeze_encoder_epochs=1
+        expect "encoder $name: " "$log"
+        expect "precision $precision (autocast" "$log"
+        expect "| channels_last |" "$log"
+        expect "epoch 2/2 |" "$log"
+        helper checkpoint-precision "$run/checkpoint_last.pt" $precision
+    done
 }
 
 # evaluate_case NAME OPTIONS...: cityseg evaluate of the bf16 run on the GPU.
@@ -82,12 +115,76 @@ case_train_bf16_contiguous() {
     helper checkpoint-precision "$WORK/run_bf16/checkpoint_last.pt" bf16
 }
 
-case_torchrun_one_process() {
+case_encoder_efficientnet_lite0() { set -ef; encoder_case efficientnet-lite0 imagenet; }
+
+case_encoder_resnet18() {
     set -ef
-    local log="$WORK/logs/torchrun_1.txt"
-    out "$log" torchrun --nproc_per_node 1 -m cityseg train --out "$WORK/run_torchrun" $COMMON
-    expect "| 1 process" "$log"
+    helper encoder-weights resnet18 "$WORK/resnet18.pth"
+    encoder_case resnet18 "$WORK/resnet18.pth"
+}
+
+case_encoder_mobilenet_v2() {
+    set -ef
+    helper encoder-weights mobilenet_v2 "$WORK/mobilenet_v2.pth"
+    encoder_case mobilenet_v2 "$WORK/mobilenet_v2.pth"
+}
+
+case_train_ema() {
+    set -ef
+    local log="$WORK/logs/train_ema.txt"
+    out "$log" cityseg train --out "$WORK/run_ema" $COMMON train.ema_decay=0.9 \
+        train.precision=bf16
     expect "epoch 2/2 |" "$log"
+    helper averaged "$WORK/run_ema/checkpoint_last.pt"
+}
+
+case_train_compile() {
+    set -ef
+    local log="$WORK/logs/train_compile.txt"
+    out "$log" cityseg train --out "$WORK/run_compile" $COMMON train.compile=true \
+        train.precision=bf16 train.channels_last=true
+    expect "precision bf16 (autocast) | channels_last" "$log"
+    expect "epoch 2/2 |" "$log"
+}
+
+# SyncBatchNorm on 2 GPUs (NCCL), one training image unreadable and 1 image per process: the
+# process holding it takes the blank step, which must make SyncBatchNorm's collectives too (a
+# hang here fails after CITYSEG_DIST_TIMEOUT=60 s).
+case_sync_bn_two_gpus() {
+    set -ef
+    need_gpus 2
+    local image log="$WORK/logs/sync_bn.txt"
+    rm -rf "$WORK/data_damaged"
+    cp -r "$WORK/data" "$WORK/data_damaged"
+    image=$(find "$WORK/data_damaged/leftImg8bit/train" -name '*.png' | sort | head -n 1)
+    head -c 100 "$image" >"$image.part"
+    mv "$image.part" "$image"
+    CITYSEG_DIST_TIMEOUT=60 out "$log" torchrun --nproc_per_node 2 -m cityseg train \
+        --out "$WORK/run_sync_bn" $COMMON data.root="$WORK/data_damaged" train.batch_size=2 \
+        train.sync_bn=true data.skip_bad_samples=true
+    expect "| 2 processes" "$log"
+    expect "warning: skipped: " "$log"
+    expect "epoch 2/2 |" "$log"
+    if grep -q "sync_bn ignored" "$log"; then echo "CHECK FAILED: SyncBatchNorm not used"; return 1; fi
+}
+
+# One process per visible GPU, NCCL (its version line proves the backend).
+case_nccl_every_gpu() {
+    set -ef
+    need_gpus 2
+    local log="$WORK/logs/nccl.txt"
+    NCCL_DEBUG=VERSION out "$log" torchrun --nproc_per_node "$GPUS" -m cityseg train \
+        --out "$WORK/run_nccl" $COMMON train.batch_size=$((2 * GPUS))
+    expect "NCCL version" "$log"
+    expect "| $GPUS processes" "$log"
+    expect "epoch 2/2 |" "$log"
+}
+
+# One process training on cuda:1 opens a CUDA context there and on no other GPU.
+case_only_gpu_used() {
+    set -ef
+    need_gpus 2
+    helper only-gpu-used 1 "$WORK/run_cuda1" $COMMON
 }
 
 # Ctrl-C in the middle of epoch 1, resumed: the weights of the run never interrupted, bit for bit.
@@ -232,19 +329,82 @@ case_evaluate_precision_auto() {
 
 case_load_model_on_host() { set -ef; helper load-on-host "$WORK/run_fp16/checkpoint_last.pt"; }
 
+# Training speed of the shipped model's recipe and of the Cityscapes recipe, batch 8.
+case_speed_recipes() {
+    set -ef
+    helper speed "$REPO/configs/pretrained_pairs.yaml" "$REPO/configs/cityscapes.yaml" --batch 8
+}
+
 case_bench_train_step() { set -ef; bench bench_train_step; }
 case_bench_inference() { set -ef; bench bench_inference; }
 case_bench_epoch() { set -ef; bench bench_epoch; }
 case_bench_loader() { set -ef; bench bench_loader; }
 
-CASES=(
-    generate_data train_fp16_channels_last train_bf16_contiguous torchrun_one_process
-    resume_exact_after_ctrl_c evaluate_whole evaluate_slide evaluate_tta predict export_onnx
-    predict_onnx_cuda resume_with_fewer_gpus fp32_resumed_in_fp16 cpu_job_on_gpu_node_gloo
-    more_processes_than_gpus export_keeps_device bf16_rule_on_this_gpu fp16_overflow_stops
-    onnx_device_id onnx_provider_warning evaluate_precision_auto load_model_on_host
-    bench_train_step bench_inference bench_epoch bench_loader
-)
+# name, planned seconds on one modern GPU, "quick" when --quick runs it, and what it proves.
+# (Cases that need 2 GPUs count in the plan only where there are 2.)
+CASE_TABLE="
+generate_data                    5 quick  generated street scenes for the runs below
+train_fp16_channels_last         9 quick  fp16 autocast with the grad scaler and channels_last; the checkpoint says fp16
+train_bf16_contiguous            9 quick  bf16 autocast, contiguous layout; its checkpoint is the one evaluated below
+encoder_efficientnet_lite0      18 quick  Lite0's depthwise SAME convolutions in fp16 and bf16 with channels_last, its ImageNet weights, encoder frozen an epoch
+encoder_resnet18                18 -      ResNet-18 in fp16 and bf16 with channels_last from a local weight file
+encoder_mobilenet_v2            18 -      MobileNetV2 in fp16 and bf16 with channels_last from a local weight file
+train_ema                        9 -      train.ema_decay: the weight average saved as the model, the trained weights beside it
+train_compile                   40 quick  train.compile=true trains to the end in bf16, channels_last
+sync_bn_two_gpus                20 quick  SyncBatchNorm on 2 GPUs, NCCL, with a blank step (a process's images all unreadable): no hang
+nccl_every_gpu                  15 quick  one process per visible GPU over NCCL
+only_gpu_used                   12 quick  one process on cuda:1 opens no CUDA context on another GPU
+resume_exact_after_ctrl_c       24 quick  Ctrl-C mid-epoch and resume on the GPU: bit-identical weights and moments
+evaluate_whole                   5 -      evaluate, whole images, on cuda
+evaluate_slide                   5 -      evaluate, sliding window with channels_last
+evaluate_tta                     5 -      evaluate with flip TTA in bf16
+predict                          5 -      predict writes the 8 label PNGs
+export_onnx                      7 quick  ONNX export agrees with PyTorch (argmax)
+predict_onnx_cuda                6 quick  onnxruntime's CUDA provider starts and segments
+resume_with_fewer_gpus           9 -      a run saved by 4 GPUs resumes on one
+fp32_resumed_in_fp16             9 -      an fp32 run continues in fp16 and says so
+cpu_job_on_gpu_node_gloo        12 -      torchrun with train.device=cpu on a GPU node uses gloo
+more_processes_than_gpus         5 -      2 processes for 1 GPU: one line, before any set-up
+export_keeps_device              5 -      export leaves the caller's model on the GPU, in training mode
+bf16_rule_on_this_gpu            4 -      auto precision asks the GPU in use (bf16 only where native)
+fp16_overflow_stops              7 -      fp16 gradients always infinite: the run stops with one line
+onnx_device_id                   5 -      onnxruntime on the GPU asked for; no TensorRT in auto
+onnx_provider_warning            5 -      a CUDA provider that cannot start: a warning, then the CPU
+evaluate_precision_auto          5 -      evaluate --precision auto asks the GPU given by --device
+load_model_on_host               4 -      load_model reads to host memory, only the model reaches the GPU
+speed_recipes                   20 quick  img/s of training steps: the shipped recipe and configs/cityscapes.yaml, batch 8
+"
+BENCHMARK_TABLE="
+bench_train_step                45 -      the training-step benchmark's GPU smoke form
+bench_inference                 45 -      the inference benchmark's GPU smoke form
+bench_epoch                     45 -      the epoch benchmark's GPU smoke form
+bench_loader                    30 -      the loader benchmark's GPU smoke form
+"
+MULTI_GPU_CASES=" sync_bn_two_gpus nccl_every_gpu only_gpu_used "
+
+# select_cases TABLE QUICK: the names of TABLE's cases (only the quick ones when QUICK is 1).
+select_cases() {
+    local name plan quick proves
+    while read -r name plan quick proves; do
+        [ -n "$name" ] || continue
+        if [ "$2" = 1 ] && [ "$quick" != quick ]; then continue; fi
+        echo "$name"
+    done <<<"$1"
+}
+
+# plan_of NAME: the planned seconds of case NAME.
+plan_of() { awk -v n="$1" '$1 == n { print $2 }' <<<"$CASE_TABLE$BENCHMARK_TABLE"; }
+
+# planned_seconds GPUS NAME...: the plan of these cases on a machine with GPUS GPUs.
+planned_seconds() {
+    local gpus=$1 name total=0
+    shift
+    for name in "$@"; do
+        if ((gpus < 2)) && [[ $MULTI_GPU_CASES == *" $name "* ]]; then continue; fi
+        total=$((total + $(plan_of "$name")))
+    done
+    echo "$total"
+}
 
 # --- running them --------------------------------------------------------------------------------
 
@@ -256,8 +416,7 @@ setup() {
     export PYTHON=${PYTHON:-$(command -v python3 || command -v python || echo python3)}
     export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
     export PYTHONUNBUFFERED=1
-    CASE_TIMEOUT=${CASE_TIMEOUT:-150}
-    BUDGET=${BUDGET:-290}
+    BUDGET=${BUDGET:-450}
     # The training runs: generated street scenes at 128x256, a small U-Net, 4 steps an epoch.
     export COMMON="data.root=$WORK/data data.format=cityscapes data.size=[128,256]
         data.workers=2 model.base_width=8 model.depth=3 train.batch_size=8 train.epochs=2
@@ -269,63 +428,102 @@ setup() {
     # The first GPU alone, for the case that needs a node with one GPU.
     FIRST_GPU=${CUDA_VISIBLE_DEVICES:-0}
     export FIRST_GPU=${FIRST_GPU%%,*}
-    export -f cityseg torchrun helper out expect bench evaluate_case
+    export GPUS=0
+    export -f cityseg torchrun helper out expect bench evaluate_case need_gpus encoder_case
     export -f $(compgen -A function case_)
-    NAMES=() RESULTS=() TIMES=()
+    NAMES=() RESULTS=() TIMES=() PLANS=()
     STARTED=$SECONDS
 }
 
-run_case() {  # NAME COMMAND: run COMMAND (a function name) as case NAME, record the result
-    local name=$1 command=$2 status start result
-    if ((SECONDS - STARTED > BUDGET)); then
-        NAMES+=("$name") RESULTS+=("SKIP") TIMES+=("0.0")
-        printf '%-34s %-4s (no time left of the %s s budget)\n' "$name" SKIP "$BUDGET"
+# run_case NAME: run case_NAME in a bash of its own, within 3 x its plan + 20 s and what is left
+# of the budget; record PASS, FAIL (also: timed out, or not run because the budget ran out) or
+# SKIP (exit status 77).
+run_case() {
+    local name=$1 plan limit left status start result
+    plan=$(plan_of "$name")
+    plan=${plan:-10}
+    left=$((BUDGET - (SECONDS - STARTED)))
+    limit=$((3 * plan + 20))
+    if ((left < limit)); then limit=$left; fi
+    NAMES+=("$name") PLANS+=("$plan")
+    if ((limit < 1)); then
+        echo "not run: the budget of $BUDGET s ran out (BUDGET=... gives more)" \
+            >"$WORK/logs/$name.log"
+        RESULTS+=("FAIL") TIMES+=("0.0")
+        printf '%-30s %-4s (not run: the %s s budget ran out)\n' "$name" FAIL "$BUDGET"
         return
     fi
     start=$(date +%s.%N)
-    timeout --kill-after=10 "$CASE_TIMEOUT" bash -c "$command" >"$WORK/logs/$name.log" 2>&1
+    timeout --kill-after=10 "$limit" bash -c "case_$name" >"$WORK/logs/$name.log" 2>&1
     status=$?
     case $status in
         0) result=PASS ;;
         77) result=SKIP ;;
-        124 | 137) result=FAIL && echo "timed out after ${CASE_TIMEOUT} s" >>"$WORK/logs/$name.log" ;;
+        124 | 137) result=FAIL && echo "timed out after $limit s" >>"$WORK/logs/$name.log" ;;
         *) result=FAIL ;;
     esac
-    NAMES+=("$name") RESULTS+=("$result")
+    RESULTS+=("$result")
     TIMES+=("$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")
-    printf '%-34s %-4s %7s s   %s\n' "$name" "$result" "${TIMES[-1]}" "$WORK/logs/$name.log"
+    printf '%-30s %-4s %7s s (plan %3s s)   %s\n' "$name" "$result" "${TIMES[-1]}" "$plan" \
+        "$WORK/logs/$name.log"
 }
 
 print_table() {
     local index failed=0 passed=0 skipped=0
-    printf '\n| %-34s | %-6s | %7s |\n|%s|--------|---------|\n' case result seconds \
-        "$(printf -- '-%.0s' {1..36})"
+    printf '\n| %-30s | %-6s | %7s | %4s |\n|%s|--------|---------|------|\n' case result \
+        seconds plan "$(printf -- '-%.0s' {1..32})"
     for index in "${!NAMES[@]}"; do
-        printf '| %-34s | %-6s | %7s |\n' "${NAMES[$index]}" "${RESULTS[$index]}" "${TIMES[$index]}"
+        printf '| %-30s | %-6s | %7s | %4s |\n' "${NAMES[$index]}" "${RESULTS[$index]}" \
+            "${TIMES[$index]}" "${PLANS[$index]}"
         case ${RESULTS[$index]} in
             PASS) passed=$((passed + 1)) ;;
             FAIL) failed=$((failed + 1)) ;;
             *) skipped=$((skipped + 1)) ;;
         esac
     done
+    if [ -f "$WORK/logs/speed_recipes.log" ]; then grep '^speed ' "$WORK/logs/speed_recipes.log"; fi
     printf '\n%d passed, %d failed, %d skipped in %d s; logs in %s\n' \
         "$passed" "$failed" "$skipped" $((SECONDS - STARTED)) "$WORK/logs"
     [ "$failed" = 0 ]
 }
 
 main() {
-    setup "$@"
+    local quick=0 benchmarks=0 name work=
+    while (($#)); do
+        case $1 in
+            --quick) quick=1 ;;
+            --benchmarks) benchmarks=1 ;;
+            --list)
+                grep -v '^$' <<<"$CASE_TABLE$BENCHMARK_TABLE"
+                return 0
+                ;;
+            -*) echo "unknown option $1; see the top of $0" >&2 && return 2 ;;
+            *) work=$1 ;;
+        esac
+        shift
+    done
+    setup "$work"
     echo "cityseg GPU check of $REPO; work folder $WORK"
-    run_case requirements "helper requirements"
+    NAMES+=(requirements) PLANS+=(5)
+    if helper requirements >"$WORK/logs/requirements.log" 2>&1; then
+        RESULTS+=(PASS)
+    else
+        RESULTS+=(FAIL)
+    fi
+    TIMES+=("$((SECONDS - STARTED)).0")
     cat "$WORK/logs/requirements.log"
     if [ "${RESULTS[0]}" != PASS ]; then
         echo "the GPU check cannot run here: the lines 'missing:' above say what is lacking"
         print_table
         return 1
     fi
-    local name
-    for name in "${CASES[@]}"; do
-        run_case "$name" "case_$name"
+    GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+    local cases=($(select_cases "$CASE_TABLE" "$quick"))
+    if [ "$benchmarks" = 1 ]; then cases+=($(select_cases "$BENCHMARK_TABLE" 0)); fi
+    echo "$GPUS GPU(s); ${#cases[@]} cases planned to take $(planned_seconds "$GPUS" \
+        "${cases[@]}") s on a modern GPU; budget $BUDGET s"
+    for name in "${cases[@]}"; do
+        run_case "$name"
     done
     print_table
 }

@@ -118,7 +118,7 @@ def test_evaluate_falls_back_and_says_so(trained, scenes, tmp_path, memory_for_t
     big = write_scenes(tmp_path / "big", {"val": 2}, 64, 128)
     out = tmp_path / "eval"
     args = ["evaluate", str(trained), "--data", str(big), "--out", str(out), "--workers", "0"]
-    assert in_process(*args, "--no-progress") == 0
+    assert in_process(*args, "--resize", "native", "--no-progress") == 0  # 64x128 > 32x64
     err = capsys.readouterr().err
     assert err.count("falling back to sliding-window inference (tiles of 32x64)") == 1
     metrics = json.loads((out / "metrics.json").read_text())

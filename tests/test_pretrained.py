@@ -13,10 +13,10 @@ from cityseg import labels
 from cityseg.checkpoint.loading import load_model
 from cityseg.cli import main
 from cityseg.data.pairs import decode_label_colors, read_pair
-from cityseg.data.synthetic.render import render_scene
 from cityseg.inference.options import InferenceOptions
 from cityseg.predict import Segmenter
 from cityseg.pretrained import pretrained_path
+from cityseg.scenes.render import render_scene
 
 
 @pytest.fixture(scope="module")

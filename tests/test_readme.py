@@ -32,7 +32,7 @@ import pytest
 
 from cityseg.config import Config, load_config
 from cityseg.data.download import PAIRS_SIZE, PAIRS_SPLITS
-from cityseg.data.synthetic import generate_dataset
+from cityseg.scenes import generate_dataset
 from tests.helpers.commands import cli_env
 from tests.helpers.shell_blocks import Command, commands_in, with_optional_parts
 

@@ -56,10 +56,10 @@ def packaged_config(name: str) -> Path:
 
 def run_demo(settings: DemoSettings, overrides: list[str] = ()) -> dict[str, Any]:
     """Run every step of the demo and return what it measured."""
-    from cityseg.data.synthetic import generate_dataset
     from cityseg.evaluate.evaluator import evaluate_checkpoint
     from cityseg.predict import Segmenter
     from cityseg.predict.files import predict_files
+    from cityseg.scenes import generate_dataset
 
     out = Path(settings.out)
     started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from cityseg.data.synthetic import generate_dataset
+from cityseg.scenes import generate_dataset
 
 NO_TORCH = "assert 'torch' not in sys.modules, 'torch was imported'"
 

@@ -1,4 +1,4 @@
-"""Tiny data sets on disk, made by the package's own scene generator (``cityseg.data.synthetic``):
+"""Tiny data sets on disk, made by the package's own scene generator (``cityseg.scenes``):
 the one builder of the tests' images and labels.
 
 The official layout has what the real data set has (photos, labelIds, instanceIds, polygons), so
@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from cityseg.data.io import read_label_png
-from cityseg.data.synthetic import generate_dataset
 from cityseg.labels import LABEL_COLORS
+from cityseg.scenes import generate_dataset
 
 CITY = "testcity"
 

@@ -52,8 +52,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from cityseg.data.synthetic import generate_dataset
     from cityseg.errors import DataError
+    from cityseg.scenes import generate_dataset
 
     if args.out.exists() and not args.out.is_dir():
         raise DataError(

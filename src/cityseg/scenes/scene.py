@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.data.synthetic import buildings, furniture, people, street, vehicles
-from cityseg.data.synthetic.geometry import Camera, Plane, ground_quad
-from cityseg.data.synthetic.palette import Lighting, sample_lighting
-from cityseg.data.synthetic.street import Side, Street
-from cityseg.data.synthetic.things import Thing
+from cityseg.scenes import buildings, furniture, people, street, vehicles
+from cityseg.scenes.geometry import Camera, Plane, ground_quad
+from cityseg.scenes.palette import Lighting, sample_lighting
+from cityseg.scenes.street import Side, Street
+from cityseg.scenes.things import Thing
 
 VEHICLE_LENGTH = {"car": 5.0, "truck": 10.5, "bus": 13.0, "train": 32.0}
 SMALL_THINGS_FARTHEST = 32.0

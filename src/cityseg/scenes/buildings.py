@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityseg.data.synthetic import palette
-from cityseg.data.synthetic.geometry import NEAREST_DEPTH, Camera, Plane
-from cityseg.data.synthetic.palette import Lighting
-from cityseg.data.synthetic.street import FAR_SIDE, Side, Street
-from cityseg.data.synthetic.things import Paint, Thing, outlined
+from cityseg.scenes import palette
+from cityseg.scenes.geometry import NEAREST_DEPTH, Camera, Plane
+from cityseg.scenes.palette import Lighting
+from cityseg.scenes.street import FAR_SIDE, Side, Street
+from cityseg.scenes.things import Paint, Thing, outlined
 
 
 def windows(rng: np.random.Generator, plane: Plane, length: float, height: float, depth: float):

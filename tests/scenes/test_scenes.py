@@ -15,8 +15,8 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage
 
 from cityseg import labels
 from cityseg.cli import main
-from cityseg.data.synthetic import Scene, generate_dataset, render_scene
-from cityseg.data.synthetic.writer import frame_seed
+from cityseg.scenes import Scene, generate_dataset, render_scene
+from cityseg.scenes.writer import frame_seed
 
 SMALL = {"height": 64, "width": 128}
 FRAME = r"(?P<city>[a-z]+)_(?P<seq>\d{6})_(?P<frame>\d{6})"

@@ -4,7 +4,7 @@
 official Cityscapes layout (and optionally the Kaggle pairs format) for the other commands to use.
 """
 
-from cityseg.data.synthetic.render import Scene, render_scene
-from cityseg.data.synthetic.writer import DEFAULT_CITIES, generate_dataset
+from cityseg.scenes.render import Scene, render_scene
+from cityseg.scenes.writer import DEFAULT_CITIES, generate_dataset
 
 __all__ = ["DEFAULT_CITIES", "Scene", "generate_dataset", "render_scene"]

@@ -18,9 +18,9 @@ import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image, ImageDraw
 
-from cityseg.data.synthetic.palette import Lighting
-from cityseg.data.synthetic.scene import Layout
-from cityseg.data.synthetic.things import Paint
+from cityseg.scenes.palette import Lighting
+from cityseg.scenes.scene import Layout
+from cityseg.scenes.things import Paint
 
 NOISE_MARGIN = 64
 

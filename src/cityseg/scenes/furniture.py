@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityseg.data.synthetic import palette
-from cityseg.data.synthetic.geometry import (
+from cityseg.scenes import palette
+from cityseg.scenes.geometry import (
     Camera,
     blob,
     ellipse,
@@ -18,7 +18,7 @@ from cityseg.data.synthetic.geometry import (
     segment_quad,
     upright,
 )
-from cityseg.data.synthetic.things import Paint, Thing, outlined
+from cityseg.scenes.things import Paint, Thing, outlined
 
 MOUNTED_GAP = 0.01
 

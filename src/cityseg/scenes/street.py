@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cityseg.data.synthetic import palette
-from cityseg.data.synthetic.geometry import NEAREST_DEPTH, Camera, blob, ground_quad, ground_quads
-from cityseg.data.synthetic.palette import Lighting
-from cityseg.data.synthetic.things import Paint, Thing, outlined
+from cityseg.scenes import palette
+from cityseg.scenes.geometry import NEAREST_DEPTH, Camera, blob, ground_quad, ground_quads
+from cityseg.scenes.palette import Lighting
+from cityseg.scenes.things import Paint, Thing, outlined
 
 FAR_SIDE = 90.0
 """Metres from the street axis at which cross streets and the far row of buildings stop."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityseg.data.synthetic import palette
-from cityseg.data.synthetic.geometry import Camera, ellipse, rectangle, segment_quad, upright
-from cityseg.data.synthetic.things import Paint, Thing, traced
+from cityseg.scenes import palette
+from cityseg.scenes.geometry import Camera, ellipse, rectangle, segment_quad, upright
+from cityseg.scenes.things import Paint, Thing, traced
 
 RIDER_GAP = 0.01
 """A rider is this many metres nearer than its bicycle, so that it is drawn over it."""

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cityseg.data.synthetic.render import Scene, render_scene
+from cityseg.scenes.render import Scene, render_scene
 
 DEFAULT_SPLITS: dict[str, int] = {"train": 40, "val": 10, "test": 5}
 DEFAULT_CITIES: dict[str, tuple[str, ...]] = {

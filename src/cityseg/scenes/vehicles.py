@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityseg.data.synthetic import palette
-from cityseg.data.synthetic.geometry import Camera, Plane, front_quad, segment_quad
-from cityseg.data.synthetic.things import Paint, Thing, traced
+from cityseg.scenes import palette
+from cityseg.scenes.geometry import Camera, Plane, front_quad, segment_quad
+from cityseg.scenes.things import Paint, Thing, traced
 
 TYRE_STEPS = np.linspace(0.0, 2.0 * np.pi, 12, endpoint=False)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cityseg.data.synthetic.geometry import clip_to_image, trace_outline
+from cityseg.scenes.geometry import clip_to_image, trace_outline
 
 
 @dataclass

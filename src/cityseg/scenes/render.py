@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.data.synthetic.painter import draw
-from cityseg.data.synthetic.palette import calmer
-from cityseg.data.synthetic.scene import compose
 from cityseg.labels import LABEL_COLORS
+from cityseg.scenes.painter import draw
+from cityseg.scenes.palette import calmer
+from cityseg.scenes.scene import compose
 
 MIN_SIZE = (32, 32)
 

@@ -70,3 +70,29 @@ def prepare_output_folder(folder: Path, option: str = "--out") -> None:
             f"{folder}: cannot be used as the output folder ({error.strerror or error}); "
             f"choose another {option}"
         ) from None
+
+
+def check_replaceable(
+    folder: Path, names: tuple[str, ...], owned: bool, command: str, option: str = "--out"
+) -> None:
+    """Raise ConfigError if ``folder`` holds any of the files a command writes (``names``) and
+    they are not that command's own (``owned``: the caller recognised its marker file): a command
+    replaces only what it made."""
+    present = [name for name in names if (Path(folder) / name).exists()]
+    if present and not owned:
+        raise ConfigError(
+            f"{Path(folder) / present[0]}: not written by {command}, which would replace it; "
+            f"move it away or choose another {option}"
+        )
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it: a reader sees the old file
+    or the new one, never half of one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -310,3 +310,21 @@ def test_score_replaces_only_a_score_file(tmp_path, capsys):
     assert main(args) == 2
     assert "is not a score file written by `cityseg score`" in one_error_line(capsys)
     assert users.read_text() == '{"mine": 1}'
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+
+def test_evaluate_replaces_only_an_evaluation(tiny_checkpoint, tmp_path, capsys):
+    scenes = write_scenes(tmp_path / "scenes", {"val": 1}, 32, 64)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"my": "numbers"}')
+    args = ["evaluate", str(tiny_checkpoint), "--data", str(scenes), "--out", str(out)]
+    args += ["--workers", "0", "--no-progress"]
+    assert main(args) == 2
+    assert "metrics.json: not written by cityseg evaluate" in one_error_line(capsys)
+    assert (out / "metrics.json").read_text() == '{"my": "numbers"}'
+    (out / "metrics.json").unlink()
+    assert main(args) == 0 and main(args) == 0  # its own evaluation is replaced
+    assert not list(out.glob(".*tmp"))

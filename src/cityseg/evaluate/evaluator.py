@@ -37,7 +37,7 @@ from cityseg.metrics import scores as metric_functions
 from cityseg.metrics.confusion import ConfusionMatrix
 from cityseg.metrics.official import LabelIdError, OfficialCounts
 from cityseg.metrics.summary import summarize
-from cityseg.outputs import prepare_output_folder
+from cityseg.outputs import check_replaceable, prepare_output_folder, write_text_atomically
 from cityseg.runtime.device import resolve_device
 from cityseg.visualize.plots import evaluation_charts, plot_comparison_grid
 from cityseg.visualize.report import write_report
@@ -289,8 +289,9 @@ def evaluate_checkpoint(
     dataset = open_dataset(data_root, split, format=data_format, max_images=max_images)
     if not getattr(dataset, "has_labels", True):
         raise DataError(f"{data_root}: split '{split}' has no labels; use `cityseg predict` on it")
-    if out_dir is not None:
-        prepare_output_folder(Path(out_dir))  # before the work, not after it
+    if out_dir is not None:  # before the work, not after it
+        check_evaluation_folder(Path(out_dir))
+        prepare_output_folder(Path(out_dir))
     class_names = list(predictor.meta.get("class_names") or labels.CLASS_NAMES)
     official = tuple(class_names) == labels.CLASS_NAMES and can_score_officially(dataset.samples)
     result = evaluate_dataset(
@@ -334,12 +335,36 @@ def evaluate_checkpoint(
 def write_outputs(metrics: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write ``metrics.json`` and the charts into ``out_dir``; return the charts by caption."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    text = json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    write_text_atomically(out_dir / METRICS_JSON, text)
     return evaluation_charts(metrics, out_dir)
 
 
+METRICS_JSON = "metrics.json"
 PER_IMAGE_CSV = "per_image.csv"
+EVALUATION_FILES = (
+    METRICS_JSON, PER_IMAGE_CSV, "confusion_matrix.png", "class_iou.png", "report.html", "images",
+)  # fmt: skip
+"""What an evaluation writes into its folder (``images/``: the report's pictures)."""
+MAX_METRICS_BYTES = 64 * 2**20
+
+
+def is_evaluation_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``metrics.json`` written by an evaluation (its marker)."""
+    path = Path(folder) / METRICS_JSON
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_METRICS_BYTES:
+            return False
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and {"checkpoint", "inference", "mean_iou"} <= metrics.keys()
+
+
+def check_evaluation_folder(folder: Path) -> None:
+    """ConfigError unless every file an evaluation would replace in ``folder`` is an earlier
+    evaluation's own."""
+    check_replaceable(folder, EVALUATION_FILES, is_evaluation_folder(folder), "cityseg evaluate")
 
 
 def write_per_image_csv(images: list[ImageScore], path: Path, class_names: list[str]) -> Path:

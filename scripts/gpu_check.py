@@ -320,14 +320,15 @@ def averaged(args: argparse.Namespace) -> int:
 
 
 def only_gpu_used(args: argparse.Namespace) -> int:
-    """A one-process run on ``cuda:INDEX`` opens a CUDA context on that GPU and no other
-    (nvidia-smi lists the processes of each GPU)."""
+    """A one-process training run on ``cuda:INDEX``, then an evaluation of it there, open a CUDA
+    context on that GPU and no other (nvidia-smi lists the processes of each GPU)."""
     import os
     import shutil
     import subprocess
 
     import torch
 
+    from cityseg.cli import main as cityseg_main
     from cityseg.config import load_config
     from cityseg.train.engine import train
 
@@ -338,7 +339,12 @@ def only_gpu_used(args: argparse.Namespace) -> int:
         print("skipped: no nvidia-smi to list the processes of each GPU")
         return SKIP
     overrides = [*args.overrides, f"train.device=cuda:{args.index}", "train.epochs=1"]
-    train(load_config(None, overrides), args.out)
+    config = load_config(None, overrides)
+    train(config, args.out)
+    evaluation = [str(args.out / "checkpoint_last.pt"), "--data", str(config.data.root)]
+    evaluation += ["--out", f"{args.out}_evaluation", "--device", f"cuda:{args.index}"]
+    if cityseg_main(["evaluate", *evaluation, "--no-progress"]) != 0:
+        return 1
     query = ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid", "--format=csv,noheader"]
     listing = subprocess.run(query, capture_output=True, text=True, check=True).stdout
     mine = {
@@ -377,7 +383,7 @@ def training_speed(path: Path, batch: int, device_name: str, warmup: int, steps:
 
     config = load_config(path, [f"train.batch_size={batch}"])
     device = resolve_device(device_name)
-    height, width = config.data.crop or config.data.size or (1024, 2048)
+    height, width = config.data.training_size or (1024, 2048)
     precision = choose_precision(config.train.precision, device)
     channels_last = config.train.channels_last in (True, "auto") and device.type == "cuda"
     layout = torch.channels_last if channels_last else torch.contiguous_format

@@ -264,3 +264,42 @@ def test_the_helpers_that_need_no_gpu_run_on_the_cpu(helper, tmp_path, capsys):
     assert helper.main([*arguments, "--steps", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^speed tiny.yaml: [\d.]+ img/s training at batch 1, ", out, flags=re.M)
+
+
+@pytest.mark.parametrize("listed, expected", [("GPU-run", 0), ("GPU-other", 1)])
+def test_only_gpu_used_rehearsed_on_the_cpu(helper, tmp_path, monkeypatch, listed, expected):
+    """The case's helper with the CPU standing in for cuda:1 and nvidia-smi's listing given:
+    it trains, evaluates, and passes only when this process holds a context on the run's GPU
+    alone."""
+    import os
+    import shutil
+    import types
+
+    import cityseg.cli
+    import cityseg.config
+    from tests.helpers import write_scenes
+
+    data = write_scenes(tmp_path / "data", {"train": 4, "val": 2}, 32, 64)
+    load_config, cli_main, run = cityseg.config.load_config, cityseg.cli.main, subprocess.run
+
+    def on_the_cpu(values):
+        return [value.replace("cuda:1", "cpu") for value in values]
+
+    def nvidia_smi(command, **keywords):
+        if command[0] != "nvidia-smi":
+            return run(command, **keywords)
+        return types.SimpleNamespace(stdout=f"{os.getpid()}, {listed}\n")
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="run")
+    )
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(subprocess, "run", nvidia_smi)
+    monkeypatch.setattr(cityseg.config, "load_config", lambda p, o: load_config(p, on_the_cpu(o)))
+    monkeypatch.setattr(cityseg.cli, "main", lambda argv: cli_main(on_the_cpu(argv)))
+    overrides = [f"data.root={data}", "data.size=[32,64]", "data.workers=0", "model.depth=2"]
+    overrides += ["model.base_width=4", "train.batch_size=2", "train.precision=fp32"]
+    overrides += ["train.progress=false"]
+    assert helper.main(["only-gpu-used", "1", str(tmp_path / "run"), *overrides]) == expected
+    assert (tmp_path / "run_evaluation" / "metrics.json").is_file()

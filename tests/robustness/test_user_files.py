@@ -328,3 +328,19 @@ def test_evaluate_replaces_only_an_evaluation(tiny_checkpoint, tmp_path, capsys)
     (out / "metrics.json").unlink()
     assert main(args) == 0 and main(args) == 0  # its own evaluation is replaced
     assert not list(out.glob(".*tmp"))
+
+
+# --- data generate -----------------------------------------------------------------------------
+
+
+def test_generate_never_writes_into_a_data_set_it_did_not_make(tmp_path, capsys):
+    real = tmp_path / "real"
+    (real / "leftImg8bit" / "val" / "pixelton").mkdir(parents=True)
+    before = snapshot(real)
+    args = ["data", "generate", str(real), "--train", "0", "--val", "1", "--test", "0"]
+    assert main([*args, "--size", "32x64"]) == 2
+    assert "a data set that `cityseg data generate` did not write" in one_error_line(capsys)
+    assert snapshot(real) == before and not any(real.glob("gtFine"))
+    mine = tmp_path / "mine"
+    for _ in range(2):  # its own data set is written again
+        assert main(["data", "generate", str(mine), *args[3:], "--size", "32x64"]) == 0

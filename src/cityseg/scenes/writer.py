@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cityseg.errors import DataError
 from cityseg.scenes.render import Scene, render_scene
 
 DEFAULT_SPLITS: dict[str, int] = {"train": 40, "val": 10, "test": 5}
@@ -38,6 +39,10 @@ FRAME_NUMBER = 19
 """Every fine-annotated Cityscapes frame is the 20th of its snippet: ``..._000019``."""
 PAIRS_SIDE = 256
 PNG_SPEED = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+MARKER = ".cityseg-generated"
+"""The file that marks a folder as written by :func:`generate_dataset`: the only kind of data set
+it adds frames to or replaces frames of."""
+DATASET_FOLDERS = ("leftImg8bit", "gtFine", "pairs")
 
 
 def frame_seed(seed: int, split: str, index: int) -> list[int]:
@@ -66,7 +71,10 @@ def generate_dataset(
     """Generate a data set of street scenes in the official Cityscapes layout under ``out``.
 
     Args:
-        out: the data set root (created if needed); existing files of the same names are replaced.
+        out: the data set root (created if needed). A folder that already holds a data set
+            (``leftImg8bit/``, ``gtFine/`` or ``pairs/``) is written to only if this function
+            made it (its marker file ``.cityseg-generated``); frames of the same names are then
+            replaced.
         splits: frames per split, default ``{"train": 40, "val": 10, "test": 5}``.
         height: image height in pixels.
         width: image width in pixels.
@@ -80,6 +88,9 @@ def generate_dataset(
 
     Returns:
         The data set root.
+
+    Raises:
+        DataError: ``out`` holds a data set that was not generated.
 
     Example:
         >>> import tempfile
@@ -95,6 +106,9 @@ def generate_dataset(
     bad_names = [c for names in cities.values() for c in names if not CITY_NAME.fullmatch(c)]
     if bad_names:
         raise ValueError(f"city names must be lowercase letters, digits or '-': {bad_names}")
+    check_generated_folder(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).touch()
     bar = tqdm(total=sum(splits.values()), unit="frame", disable=not progress)
     for split, count in splits.items():
         names = tuple(cities.get(split) or (f"{split}stadt",))
@@ -108,6 +122,18 @@ def generate_dataset(
             bar.update()
     bar.close()
     return root
+
+
+def check_generated_folder(root: Path) -> None:
+    """DataError if ``root`` holds a data set that :func:`generate_dataset` did not write."""
+    if (root / MARKER).is_file():
+        return
+    for name in DATASET_FOLDERS:
+        if (root / name).exists():
+            raise DataError(
+                f"{root / name}: a data set that `cityseg data generate` did not write; generated "
+                "scenes never go into it: choose another OUT"
+            )
 
 
 def write_official(root: Path, split: str, city: str, frame: str, scene: Scene, color: bool):

@@ -140,7 +140,7 @@ def consumption_rate(config, device, build_step, iterations: int) -> float:
 
     batch = config.train.batch_size
     setting, _ = choose_step_setting(config, device, batch)
-    size = tuple(config.data.crop or config.data.size)
+    size = tuple(config.data.training_size)
     step = build_step(
         device, config.model, size, batch, setting.precision, setting.channels_last, False
     )

@@ -33,7 +33,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from cityseg import limits
+from cityseg import architectures, limits
 from cityseg.errors import ConfigError
 from cityseg.sizes import MAX_SIDE
 
@@ -78,17 +78,14 @@ class DataConfig:
     """Folder made by ``cityseg data prepare ROOT --out CACHE --size HxW``: the images decoded and
     resized once (at ``size``), read instead of the PNG/JPEG files; checked against ``root``."""
 
+    @property
+    def training_size(self) -> list[int] | None:
+        """[H, W] of the training batches: ``crop``, or ``size`` when there is no crop (None when
+        both are null, which the checks refuse)."""
+        return self.crop or self.size
 
-ENCODERS = Literal[
-    "unet",
-    "efficientnet-lite0",
-    "efficientnet-lite1",
-    "efficientnet-lite2",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v2",
-]
+
+ENCODERS = Literal[architectures.ENCODER_NAMES]
 UNET_ONLY_KEYS = ("base_width", "depth", "widths")
 
 
@@ -115,8 +112,8 @@ class ModelConfig:
     widths: list[int] | None = None
     """Plain U-Net: channels of every level; replaces ``base_width`` and ``depth``."""
     convs_per_block: int = 2
-    norm: Literal["batch", "group", "none"] = "batch"
-    upsampling: Literal["bilinear", "transpose"] = "bilinear"
+    norm: Literal[architectures.NORMS] = "batch"
+    upsampling: Literal[architectures.UPSAMPLINGS] = "bilinear"
     dropout: float = 0.0
     final_kernel: int = 1
 
@@ -235,8 +232,8 @@ MAX_YAML_VALUES = 10_000
 expand to; a whole configuration has about a hundred."""
 MAX_YAML_DEPTH = 32
 """The deepest nesting of lists and mappings in a configuration file or an override."""
-MIN_SIDE = 32
-"""The smallest side of ``data.size`` and ``data.crop`` (the U-Net's smallest input)."""
+MIN_SIDE = architectures.MIN_SIZE
+"""The smallest side of ``data.size`` and ``data.crop`` (the networks' smallest input)."""
 MAX_WIDTH = 8192
 """The most channels a level of the network may have."""
 
@@ -506,10 +503,11 @@ def _check_model(config: Config) -> list[str]:
             "has no pretrained weights; choose a pretrained model.encoder or leave it unset"
         )
     if model.decoder_widths is not None and (
-        len(model.decoder_widths) != 5 or min(model.decoder_widths) < 1
+        len(model.decoder_widths) != architectures.DECODER_BLOCKS or min(model.decoder_widths) < 1
     ):
         problems.append(
-            f"model.decoder_widths: expected 5 positive widths (strides 16 to 1), "
+            f"model.decoder_widths: expected {architectures.DECODER_BLOCKS} positive widths "
+            "(strides 16 to 1), "
             f"got {_shown(model.decoder_widths)}"
         )
     for name, largest in (("base_width", 1024), ("depth", 10), ("convs_per_block", 8)):
@@ -526,11 +524,13 @@ def _check_model(config: Config) -> list[str]:
             f"{MAX_WIDTH}; choose a smaller model.base_width or model.depth"
         )
     problems += _range("model.dropout", model.dropout, 0, 1, high_open=True)
-    if model.final_kernel not in (1, 3):
-        problems.append(f"model.final_kernel: expected 1 or 3, got {_shown(model.final_kernel)}")
+    if model.final_kernel not in architectures.FINAL_KERNELS:
+        kernels = " or ".join(str(kernel) for kernel in architectures.FINAL_KERNELS)
+        problems.append(f"model.final_kernel: expected {kernels}, got {_shown(model.final_kernel)}")
     depth = len(model.widths) - 1 if model.widths else model.depth
-    side = min(config.data.crop or config.data.size or [0])
-    if model.encoder == "unet" and side and depth >= 1 and 2**depth > side:
+    side = min(config.data.training_size or [0])
+    unet = model.encoder == architectures.PLAIN_UNET
+    if unet and side and depth >= 1 and architectures.total_stride(model.encoder, depth) > side:
         problems.append(
             f"model.depth={depth}: the network halves the image {depth} times (to 1/{2**depth}), "
             f"more than the {side}-pixel side of the training images allows; choose "

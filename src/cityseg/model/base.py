@@ -10,11 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cityseg.architectures import FINAL_KERNELS, NORMS, UPSAMPLINGS
 from cityseg.model import complexity
-from cityseg.model.parts import NORMS, UPSAMPLINGS
 from cityseg.normalization import IMAGENET_NORMALIZATION
-
-MIN_SIZE = 32
 
 
 class SegmentationModel(nn.Module):
@@ -141,5 +139,6 @@ def check_block_config(
         )
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"{model} dropout must be a probability in [0, 1), got {dropout!r}")
-    if final_kernel not in (1, 3) or isinstance(final_kernel, bool):
-        raise ValueError(f"{model} final_kernel must be 1 or 3, got {final_kernel!r}")
+    if final_kernel not in FINAL_KERNELS or isinstance(final_kernel, bool):
+        kernels = " or ".join(str(kernel) for kernel in FINAL_KERNELS)
+        raise ValueError(f"{model} final_kernel must be {kernels}, got {final_kernel!r}")

@@ -7,11 +7,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cityseg.model.base import MIN_SIZE, SegmentationModel, check_block_config, is_int
+from cityseg.architectures import (
+    DECODER_BLOCKS,
+    DEFAULT_DECODER_WIDTHS,
+    ENCODER_NAMES,
+    min_input_side,
+    total_stride,
+)
+from cityseg.model.base import SegmentationModel, check_block_config, is_int
 from cityseg.model.encoders import ENCODERS
 from cityseg.model.parts import ConvBlock, OutConv
-
-DEFAULT_DECODER_WIDTHS = (256, 128, 64, 32, 16)
 
 
 class DecoderBlock(nn.Module):
@@ -94,7 +99,7 @@ class EncoderUNet(SegmentationModel):
             "final_kernel": final_kernel,
         }
         self.in_channels, self.num_classes = in_channels, num_classes
-        self.multiple, self.min_size = 32, MIN_SIZE
+        self.multiple, self.min_size = total_stride(encoder), min_input_side(encoder)
         self.encoder = ENCODERS[encoder].build(in_channels, None)
         skips = list(reversed(self.encoder.out_channels[:-1])) + [0]  # strides 16, 8, 4, 2, none
         below = self.encoder.out_channels[-1]
@@ -135,10 +140,12 @@ def check_config(
 ) -> None:  # fmt: skip
     """Raise a ValueError naming the first invalid constructor argument."""
     if encoder not in ENCODERS:
-        raise ValueError(f"encoder must be one of {['unet', *ENCODERS]}, got {encoder!r}")
-    if len(decoder_widths) != 5 or not all(is_int(w) and w > 0 for w in decoder_widths):
+        raise ValueError(f"encoder must be one of {list(ENCODER_NAMES)}, got {encoder!r}")
+    if len(decoder_widths) != DECODER_BLOCKS or not all(
+        is_int(w) and w > 0 for w in decoder_widths
+    ):
         raise ValueError(
-            f"decoder_widths must be 5 positive integers (strides 16, 8, 4, 2, 1), "
+            f"decoder_widths must be {DECODER_BLOCKS} positive integers (strides 16, 8, 4, 2, 1), "
             f"got {decoder_widths!r}"
         )
     check_block_config(

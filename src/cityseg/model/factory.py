@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cityseg.architectures import PLAIN_UNET
 from cityseg.model.base import SegmentationModel
 from cityseg.model.encoder_unet import EncoderUNet
 from cityseg.model.encoders import ENCODERS
@@ -15,13 +16,11 @@ from cityseg.model.encoders.weights import (
 from cityseg.model.unet import UNet
 from cityseg.normalization import IMAGENET_NORMALIZATION
 
-ENCODER_NAMES = ("unet", *ENCODERS)
-
 
 def model_from_config(config: dict[str, Any]) -> SegmentationModel:
     """:class:`UNet` (no ``encoder`` key, or ``"unet"``) or :class:`EncoderUNet` from ``config``."""
-    encoder = config.get("encoder", "unet")
-    if encoder == "unet":
+    encoder = config.get("encoder", PLAIN_UNET)
+    if encoder == PLAIN_UNET:
         return UNet.from_config({key: v for key, v in config.items() if key != "encoder"})
     return EncoderUNet.from_config(config)
 
@@ -29,8 +28,10 @@ def model_from_config(config: dict[str, Any]) -> SegmentationModel:
 def model_normalization(config: dict[str, Any]) -> dict[str, list[float]]:
     """The input normalisation (mean, std of RGB in [0, 1]) of the model that ``config`` builds:
     the one its encoder was pretrained with, ImageNet's for the plain U-Net."""
-    encoder = config.get("encoder", "unet")
-    normalization = IMAGENET_NORMALIZATION if encoder == "unet" else ENCODERS[encoder].normalization
+    encoder = config.get("encoder", PLAIN_UNET)
+    normalization = (
+        IMAGENET_NORMALIZATION if encoder == PLAIN_UNET else ENCODERS[encoder].normalization
+    )
     return {key: list(values) for key, values in normalization.items()}
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMS = ("batch", "group", "none")
-UPSAMPLINGS = ("bilinear", "transpose")
-
 
 def group_count(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
     """Number of GroupNorm groups for ``channels``: the largest divisor of ``channels`` that is at

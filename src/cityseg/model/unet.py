@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cityseg.model.base import MIN_SIZE, SegmentationModel, check_block_config, is_int
+from cityseg.architectures import PLAIN_UNET, min_input_side, total_stride
+from cityseg.model.base import SegmentationModel, check_block_config, is_int
 from cityseg.model.parts import ConvBlock, Down, OutConv, Up
 
 CONFIG_KEYS = (
@@ -96,8 +97,8 @@ class UNet(SegmentationModel):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = len(widths) - 1
-        self.multiple = 2**self.depth
-        self.min_size = max(MIN_SIZE, 2**self.depth)
+        self.multiple = total_stride(PLAIN_UNET, self.depth)
+        self.min_size = min_input_side(PLAIN_UNET, self.depth)
 
         block = {"convs": convs_per_block, "norm": norm}
         self.inc = ConvBlock(in_channels, widths[0], **block)

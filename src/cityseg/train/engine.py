@@ -266,7 +266,7 @@ class Trainer:
         try:
             return self._run_epochs()
         except torch.OutOfMemoryError:
-            crop = self.config.data.crop or self.config.data.size
+            crop = self.config.data.training_size
             where = self.device.type.upper() if self.device.type == "cuda" else self.device.type
             raise failures.out_of_memory(
                 self.batch_per_step, crop, self.precision.name, where

@@ -40,7 +40,7 @@ def choose_step_setting(
     rule = choose_precision(cfg.precision, device).name
     precisions = [rule, "fp32"] if cfg.precision == "auto" else [rule]
     layouts = [True, False] if cfg.channels_last == "auto" else [bool(cfg.channels_last)]
-    size = config.data.crop or config.data.size
+    size = config.data.training_size
     measured = device.type == "cpu" and world_size == 1 and size is not None
     threads = torch.get_num_threads()
     auto = cfg.precision == "auto" or cfg.channels_last == "auto"

@@ -41,10 +41,10 @@ def whole_number(
     if maximum is not None:
         accepted = f"a whole number from {minimum} to {maximum}"
     stripped = value.strip()
-    if not stripped.isascii() or not stripped.isdigit() or len(stripped) > 18:
+    if not stripped.isascii() or not stripped.isdigit():
         raise ConfigError(f"{name}={value!r}: not a whole number; give {accepted}, or unset it")
-    number = int(stripped)
-    if number < minimum or (maximum is not None and number > maximum):
+    number = int(stripped) if len(stripped) <= 18 else math.inf
+    if number < minimum or (maximum is not None and number > maximum) or number == math.inf:
         raise ConfigError(f"{name}={value!r}: out of range; give {accepted}, or unset it")
     return number
 
@@ -57,13 +57,13 @@ def seconds(
     value = text(name, environ)
     if value is None:
         return default
-    accepted = f"a number of seconds above 0 and at most {maximum:g} (e.g. {default:g})"
+    accepted = f"a number of seconds above 0 and at most {maximum:g}, such as {default:g}"
     try:
         number = float(value.strip()) if value.strip().isascii() else math.nan
     except ValueError:
         number = math.nan
     if not 0 < number <= maximum:  # also NaN and infinity
-        raise ConfigError(f"{name}={value!r}: not usable; give {accepted}, or unset it")
+        raise ConfigError(f"{name}={value!r}: not a usable time; give {accepted}, or unset it")
     return number
 
 

@@ -23,6 +23,8 @@ import sys
 from collections import Counter
 from typing import TypeVar
 
+from cityseg.errors import ConfigError
+
 VARIABLE = "CITYSEG_TEST_FAULT"
 T = TypeVar("T")
 _reached: Counter = Counter()
@@ -33,13 +35,28 @@ def reset() -> None:
     _reached.clear()
 
 
+ACTIONS = ("pause", "nan", "raise")
+
+
 def _entries() -> list[tuple[str, str, int]]:
+    """The faults asked for; ConfigError for an entry that is not ``action:point[:n]``."""
     entries = []
     for entry in filter(None, os.environ.get(VARIABLE, "").split(",")):
         action, _, rest = entry.strip().partition(":")
         point, _, count = rest.partition(":")
+        if action not in ACTIONS or not point or not (count or "1").isdigit() or count == "0":
+            raise ConfigError(
+                f"{VARIABLE}={os.environ[VARIABLE]!r}: {entry.strip()!r} is not "
+                f"action:point[:n] with an action of {', '.join(ACTIONS)} and n from 1; "
+                "correct it, or unset it"
+            )
         entries.append((action, point, int(count or 1)))
     return entries
+
+
+def check() -> None:
+    """ConfigError now, rather than at the first fault point, when the variable is malformed."""
+    _entries()
 
 
 def reached(point: str) -> str | None:

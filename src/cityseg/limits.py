@@ -11,6 +11,8 @@ import os
 import stat
 from pathlib import Path
 
+from cityseg import environment
+
 MAX_IMAGE_BYTES = 512 * 2**20
 """A PNG or JPEG larger than this is refused before reading (a 2048x1024 frame is ~2-4 MB)."""
 MAX_CONFIG_BYTES = 2**20
@@ -19,10 +21,13 @@ DEFAULT_MAX_PIXELS = 100_000_000
 """An image of more pixels than this (e.g. 10000 x 10000) is refused before decoding."""
 
 
+MAX_PIXELS_VARIABLE = "CITYSEG_MAX_PIXELS"
+
+
 def max_pixels() -> int:
-    """The pixel limit: ``CITYSEG_MAX_PIXELS`` when set to a positive integer, else 100 M."""
-    value = os.environ.get("CITYSEG_MAX_PIXELS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+    """The pixel limit: ``CITYSEG_MAX_PIXELS`` when set, else 100 M; ConfigError when it is not
+    a whole number from 1 to 2^40."""
+    return environment.whole_number(MAX_PIXELS_VARIABLE, DEFAULT_MAX_PIXELS, 1, 2**40)
 
 
 def regular_file_problem(path: Path, max_bytes: int) -> str | None:

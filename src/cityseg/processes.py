@@ -20,6 +20,12 @@ import sys
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None
 
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals that ask a training run to stop politely (Ctrl-C; a scheduler's SIGTERM; SIGHUP,
+a closed terminal or SSH session): the training process saves first, its workers ignore them."""
+
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity where the platform tells it)."""

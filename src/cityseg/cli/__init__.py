@@ -15,7 +15,7 @@ import sys
 import tempfile
 import traceback
 
-from cityseg import __version__, processes
+from cityseg import __version__, faults, limits, processes
 from cityseg.errors import UserError
 
 
@@ -106,6 +106,7 @@ def run_command(args: argparse.Namespace) -> int | None:
     """The command's function; on any error, progress bars are closed first so that the error
     starts a line of its own."""
     try:
+        check_environment()
         return args.run(args)
     except BaseException:
         tqdm = sys.modules.get("tqdm")
@@ -113,6 +114,13 @@ def run_command(args: argparse.Namespace) -> int | None:
             for bar in list(getattr(tqdm.tqdm, "_instances", ())):
                 bar.close()
         raise
+
+
+def check_environment() -> None:
+    """The variables read deep inside a command (per image, in a loader's worker), checked
+    before it starts: a value that cannot be used is one line at once, not one per image."""
+    limits.max_pixels()
+    faults.check()
 
 
 def unexpected_error_line(error: BaseException) -> str:

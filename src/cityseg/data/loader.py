@@ -275,12 +275,13 @@ def build_loaders(
 
 
 def start_training_worker(worker_id: int) -> None:
-    """In a training DataLoader worker: die with the training process, and leave Ctrl-C and
-    SIGTERM to it, which finishes its step and saves (a terminal or a scheduler signals every
-    process of the job; a worker that quit on them would break the step being finished)."""
+    """In a training DataLoader worker: die with the training process, and leave Ctrl-C,
+    SIGTERM and SIGHUP to it, which finishes its step and saves (a terminal or a scheduler
+    signals every process of the job; a worker that quit on them would break the step being
+    finished)."""
     processes.die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in processes.STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

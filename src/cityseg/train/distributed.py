@@ -6,14 +6,17 @@ and does nothing. The backend follows ``train.device``: NCCL on CUDA (one GPU pe
 the CPU (the same code path, which is what the tests run), also on a node that has GPUs.
 
 When one process fails, torchrun stops the others; a process that waits in a collective for a
-peer that stopped answering gives up after ``CITYSEG_DIST_TIMEOUT`` seconds (default 600, where
-torch's own is 30 minutes) instead of hanging.
+peer that stopped answering, or at the start for a peer that never joins, gives up after
+``CITYSEG_DIST_TIMEOUT`` seconds (default 600, where torch's own is 30 minutes) instead of
+hanging. Each of these variables is checked first: a value that cannot be used (``WORLD_SIZE=two``,
+``WORLD_SIZE`` without ``RANK``, a rank beyond the job) is one line naming it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,7 +24,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cityseg import environment
+from cityseg.errors import ConfigError
 from cityseg.runtime.device import resolve_device
+from cityseg.train.failures import TrainingFailed
+
+TIMEOUT_VARIABLE = "CITYSEG_DIST_TIMEOUT"
+DEFAULT_TIMEOUT = 600.0
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_PROCESSES = 2**20
 
 
 @dataclass(frozen=True)
@@ -48,22 +59,63 @@ def setup_distributed(device: str = "auto") -> DistInfo:
 
     ``device`` is ``train.device``: the backend is NCCL when it resolves to CUDA (each process
     then takes GPU ``LOCAL_RANK``; ConfigError when the node has fewer GPUs than processes), gloo
-    otherwise."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+    otherwise. TrainingFailed when the job's processes do not all join within the timeout."""
+    timeout = environment.seconds(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT, MAX_TIMEOUT)
+    info = job_from_environment()
+    if not info.enabled:
+        return info
     chosen = resolve_device(
-        device, option="train.device", local_rank=local_rank, local_processes=local_world_size
+        device,
+        option="train.device",
+        local_rank=info.local_rank,
+        local_processes=info.local_world_size,
     )
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
-        timeout = timedelta(seconds=float(os.environ.get("CITYSEG_DIST_TIMEOUT", "600")))
         backend = "nccl" if chosen.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timeout)
+        try:
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
+        except dist.DistError as error:  # a peer that never joined, an unreachable address
+            raise peers_missing(error, info, timeout) from None
+        except ValueError as error:  # torch's own check of the rendezvous variables
+            raise ConfigError(
+                f"cannot start the process group of {info.world_size} processes: "
+                f"{str(error).strip()[:200]}; start the job with torchrun, which sets them"
+            ) from None
+    return info
+
+
+def job_from_environment(environ: Mapping[str, str] = os.environ) -> DistInfo:
+    """This process's place in the job that torchrun's variables describe (one process when
+    ``WORLD_SIZE`` is unset or 1); ConfigError naming a variable that cannot be used."""
+    world_size = environment.whole_number("WORLD_SIZE", 1, 1, MAX_PROCESSES, environ)
+    if world_size == 1:
+        return DistInfo()
+    if environment.text("RANK", environ) is None:
+        raise ConfigError(
+            f"WORLD_SIZE={world_size} but RANK is not set; start the job's processes with "
+            "torchrun (which sets both), or unset WORLD_SIZE to train in one process"
+        )
+    rank = environment.whole_number("RANK", 0, 0, world_size - 1, environ)
+    local_world_size = environment.whole_number(
+        "LOCAL_WORLD_SIZE", world_size, 1, world_size, environ
+    )
+    local_rank = environment.whole_number("LOCAL_RANK", 0, 0, local_world_size - 1, environ)
+    environment.whole_number("MASTER_PORT", 0, 1, 65535, environ)  # when set (torch's check)
     return DistInfo(rank, local_rank, world_size, local_world_size)
+
+
+def peers_missing(error: Exception, info: DistInfo, timeout: float) -> TrainingFailed:
+    """The error for a process group that could not form: the processes did not all join."""
+    address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return TrainingFailed(
+        f"the job's {info.world_size} processes did not all join within {timeout:g} s "
+        f"({TIMEOUT_VARIABLE}): rank {info.rank} waited at {address} ({reason}); start every "
+        f"process of the job (torchrun with the same --nnodes, --nproc-per-node and rendezvous "
+        f"address on each node), or raise {TIMEOUT_VARIABLE}"
+    )
 
 
 def cleanup_distributed() -> None:

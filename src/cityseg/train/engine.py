@@ -8,11 +8,11 @@ stopping, counters, random generators), so a resumed run continues as if never s
 
 The loop is short; around it stand the run folder (:mod:`cityseg.train.run_folder`: what is
 resumed and saved), the mid-epoch cursor (:mod:`cityseg.train.cursor`), the progress bar
-(:mod:`cityseg.train.progress`) and the failures (:mod:`cityseg.train.failures`). Ctrl-C or SIGTERM
-finish the current step and save a checkpoint of the middle of the epoch; a NaN or infinite loss,
-float16 gradients that overflow step after step, running out of memory or of disk stop the run
-with one line saying what to change, the last good checkpoint kept. A step the fp16 gradient
-scaler skips is not counted: the schedule follows the steps actually taken.
+(:mod:`cityseg.train.progress`) and the failures (:mod:`cityseg.train.failures`). Ctrl-C, SIGTERM
+or SIGHUP finish the current step and save a checkpoint of the middle of the epoch; a NaN or
+infinite loss, float16 gradients that overflow step after step, running out of memory or of disk
+stop the run with one line saying what to change, the last good checkpoint kept. A step the fp16
+gradient scaler skips is not counted: the schedule follows the steps actually taken.
 
 ``model`` is what trains (wrapped in DistributedDataParallel and compiled when asked, as in
 torchvision's references and nanoGPT); ``raw_model`` is the network itself, whose weights the
@@ -145,16 +145,9 @@ class Trainer:
         configure_determinism(cfg.deterministic, self.device)
         self.batch_per_step = batch_per_process(cfg.batch_size, cfg.accumulate, info.world_size)
         use_device(self.device)  # before anything takes the current GPU (pinned memory)
-        # The data is opened first: a wrong folder is a one-line error before seconds of timing.
+        # The data and the length of the run first: a wrong folder or too few images for a batch
+        # is a one-line error before seconds of measuring the step setting.
         self.splits = open_splits(config.data, cfg.seed)
-        setting, self.setting_note = choose_step_setting(
-            config, self.device, self.batch_per_step, info.world_size, resume_state
-        )
-        self.precision = Precision(setting.precision, self.device)
-        self.channels_last, self.threads = setting.channels_last, setting.threads
-        self.threads_before = torch.get_num_threads()  # given back when fit returns
-
-        # The data and the length of the run.
         self.train_loader, self.val_loader = build_loaders(
             self.splits,
             config.data,
@@ -178,6 +171,12 @@ class Trainer:
             )
         self.micro_steps_per_epoch = self.steps_per_epoch * cfg.accumulate
         self.total_steps = cfg.max_iterations or cfg.epochs * self.steps_per_epoch
+        setting, self.setting_note = choose_step_setting(
+            config, self.device, self.batch_per_step, info.world_size, resume_state
+        )
+        self.precision = Precision(setting.precision, self.device)
+        self.channels_last, self.threads = setting.channels_last, setting.threads
+        self.threads_before = torch.get_num_threads()  # given back when fit returns
 
         # The network and what trains it. ImageNet weights only for a fresh start: a resumed run
         # and one started from a checkpoint replace them all (no download in any process).
@@ -209,7 +208,7 @@ class Trainer:
         self.iteration = 0  # optimiser steps taken
         self.cursor = EpochCursor(info, self.device)  # the position in the current epoch
         self.faults = faults.TrainingFaults()  # the fault points of the robustness tests
-        self.signals: StopSignals | None = None  # SIGINT/SIGTERM while fit runs (set by fit)
+        self.signals: StopSignals | None = None  # SIGINT/SIGTERM/SIGHUP while fit runs
         self.skipped = 0  # unreadable samples skipped this epoch (data.skip_bad_samples)
         self.overflowed = 0  # fp16 steps skipped in a row by the gradient scaler
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)  # since the step
@@ -258,7 +257,7 @@ class Trainer:
         """Run the remaining epochs; return the last epoch's record.
 
         ``signals`` (active while ``fit`` runs) asks for a checkpoint and a stop after the current
-        step when SIGINT or SIGTERM arrives.
+        step when SIGINT, SIGTERM or SIGHUP arrives.
         """
         self.signals = signals
         if self.threads:

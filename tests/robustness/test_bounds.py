@@ -6,12 +6,14 @@ frames."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from cityseg.config import MAX_YAML_VALUES, load_config
+from cityseg.data.io import read_rgb
 from cityseg.errors import ConfigError, DataError
 from cityseg.predict.segmenter import Segmenter
 from cityseg.predict.video import FrameSource
@@ -131,9 +133,14 @@ def test_score_on_all_void_ground_truth_is_one_line(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def segmenter(tmp_path_factory) -> Segmenter:
+def segmenter_file(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("segmenter")
-    return Segmenter.from_checkpoint(save_tiny_checkpoint(folder / "tiny.pt", (32, 64)), "cpu")
+    return save_tiny_checkpoint(folder / "tiny.pt", (32, 64))
+
+
+@pytest.fixture(scope="module")
+def segmenter(segmenter_file) -> Segmenter:
+    return Segmenter.from_checkpoint(segmenter_file, "cpu")
 
 
 @pytest.mark.parametrize("shape", [(0, 0, 3), (0, 16, 3), (16, 0, 3)])
@@ -162,3 +169,40 @@ def test_a_video_without_frames_says_so(tmp_path):
     damaged.write_bytes(b"RIFF" + bytes(200))
     with pytest.raises(DataError, match="cannot be decoded as a video"):
         FrameSource(damaged)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e8", "1.5", "99999999999999999999999"])
+def test_a_bad_max_pixels_variable_is_one_line_naming_it(tmp_path, monkeypatch, value):
+    """Never silently the default: reading an image and checking a configuration both say
+    which variable is wrong and what it accepts."""
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setenv("CITYSEG_MAX_PIXELS", value)
+    for action in (lambda: read_rgb(photo), lambda: load_config(None, [])):
+        with pytest.raises(ConfigError) as caught:
+            action()
+        line = one_line(caught.value)
+        assert line.startswith(f"CITYSEG_MAX_PIXELS={value!r}: ") and "a whole number" in line
+
+
+def test_the_max_pixels_variable_sets_the_bound(tmp_path, monkeypatch):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setenv("CITYSEG_MAX_PIXELS", "")  # empty: unset
+    assert read_rgb(photo).shape == (8, 8, 3)
+    monkeypatch.setenv("CITYSEG_MAX_PIXELS", "63")
+    with pytest.raises(DataError, match="more than the 63 pixel limit"):
+        read_rgb(photo)
+    with pytest.raises(ConfigError, match="more than the 63 pixel limit"):
+        load_config(None, [])
+
+
+def test_predict_with_a_bad_max_pixels_variable_is_one_line(
+    segmenter_file, tmp_path, capsys, monkeypatch
+):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.zeros((32, 64, 3), np.uint8))
+    monkeypatch.setenv("CITYSEG_MAX_PIXELS", "lots")
+    status = in_process("predict", str(segmenter_file), str(photo), "--out", str(tmp_path / "o"))
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1 and "CITYSEG_MAX_PIXELS='lots'" in error

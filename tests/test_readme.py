@@ -79,6 +79,11 @@ SKIP_RULES = (
     Rule("real data", "reads ../shared, or its block's variable names it", _reads_real_data),
     Rule("elided", "`...` stands for arguments left out", lambda c: "..." in c.words),
 )
+AFTER_SKIPPED = Rule(
+    "after a skipped command",
+    "reads what a skipped command of its file would have written (its --out)",
+    lambda c: False,  # decided by ``classified``, which sees the commands before it
+)
 
 EXPECTED_SKIPS = {
     ("make", "make demo"),
@@ -105,6 +110,21 @@ EXPECTED_SKIPS = {
         "cityseg train --config configs/tiny.yaml --out runs/pairs300 "
         "data.root=../shared/data/pairs data.format=pairs data.max_images=300 "
         "data.max_val_images=null train.epochs=10",
+    ),
+    (
+        "several processes",
+        "torchrun --nnodes 2 --node_rank N --nproc_per_node 1 --rdzv_backend c10d "
+        "--rdzv_endpoint HOST0:29400 --rdzv_id cityseg -m cityseg train --config configs/tiny.yaml "
+        "--out RUN data.root=DATA train.device=cpu",
+    ),
+    (
+        "several processes",
+        "torchrun --nnodes 2 --node_rank N --nproc_per_node 1 --rdzv_backend c10d "
+        "--rdzv_endpoint HOST0:29400 --rdzv_id cityseg -m cityseg train --resume RUN",
+    ),
+    (
+        "after a skipped command",
+        "cityseg evaluate RUN/checkpoint_best.pt --data DATA --device cpu",
     ),
     (
         "elided",
@@ -184,13 +204,38 @@ SHRINK = {
 """Arguments appended to a command (the last of a repeated option wins) that only shrink it."""
 
 
-def skip_rule(command: Command) -> Rule | None:
-    """The first rule that skips ``command``, or None when it runs."""
-    return next((rule for rule in SKIP_RULES if rule.applies(command)), None)
+def _reads(command: Command, paths: set[str]) -> bool:
+    """Whether ``command`` reads one of ``paths`` or a file in it (its own ``--out`` aside)."""
+    words = command.words
+    read = [w for i, w in enumerate(words) if i == 0 or words[i - 1] != "--out"]
+    values = [word.split("=", 1)[-1] for word in read]
+    return any(v == p or v.startswith(p.rstrip("/") + "/") for v in values for p in paths)
 
 
-def documented_commands() -> list[Command]:
-    return [c for path in DOCUMENTS for c in commands_in(path, str(path.relative_to(REPO_ROOT)))]
+def classified(commands: list[Command]) -> list[tuple[Command, Rule | None]]:
+    """The commands of one file, in order, each with the rule that skips it (None: it runs); a
+    command that reads the ``--out`` of a skipped one (and not of a later one that ran) is
+    skipped after it."""
+    unwritten: set[str] = set()
+    result = []
+    for command in commands:
+        rule = next((rule for rule in SKIP_RULES if rule.applies(command)), None)
+        if rule is None and _reads(command, unwritten):
+            rule = AFTER_SKIPPED
+        words = command.words
+        written = {words[i + 1] for i in range(len(words) - 1) if words[i] == "--out"}
+        unwritten = unwritten | written if rule else unwritten - written
+        result.append((command, rule))
+    return result
+
+
+def documented_commands() -> list[tuple[Command, Rule | None]]:
+    """Every command of README.md and docs/*.md with the rule that skips it (None: it runs)."""
+    return [
+        classified_command
+        for path in DOCUMENTS
+        for classified_command in classified(commands_in(path, str(path.relative_to(REPO_ROOT))))
+    ]
 
 
 def _configured(words: list[str]) -> Config | None:
@@ -258,20 +303,20 @@ def _write_pairs_archive(path: Path) -> None:
 
 def _runnable(path: Path) -> list[Command]:
     commands = commands_in(path, str(path.relative_to(REPO_ROOT)))
-    return [c for c in commands if skip_rule(c) is None]
+    return [command for command, rule in classified(commands) if rule is None]
 
 
 def test_every_documented_command_runs_or_is_skipped_by_a_named_rule():
     commands = documented_commands()
-    unknown = [c for c in commands if skip_rule(c) is None and not _is_cityseg(c)]
+    unknown = [c for c, rule in commands if rule is None and not _is_cityseg(c)]
     assert not unknown, "neither cityseg nor skipped by a rule:\n" + "\n".join(
         f"{c.source}: {c.text}" for c in unknown
     )
-    skipped = {(rule.name, c.text) for c in commands if (rule := skip_rule(c))}
+    skipped = {(rule.name, c.text) for c, rule in commands if rule}
     assert skipped - EXPECTED_SKIPS == set(), "newly skipped: run them, or add them knowingly"
     assert EXPECTED_SKIPS - skipped == set(), "no longer documented, or now run: drop them"
     # the README runs about twenty: a parser that finds only a few has lost some
-    assert sum(skip_rule(c) is None for c in commands) >= 15
+    assert sum(rule is None for _, rule in commands) >= 15
 
 
 @pytest.mark.slow
@@ -295,7 +340,7 @@ def test_documented_commands_run_on_generated_scenes(document, tmp_path):
 
 
 def test_every_skip_rule_is_used():
-    assert {rule.name for rule in SKIP_RULES} == {name for name, _ in EXPECTED_SKIPS}
+    assert {rule.name for rule in (*SKIP_RULES, AFTER_SKIPPED)} == {n for n, _ in EXPECTED_SKIPS}
 
 
 def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_path):
@@ -368,3 +413,18 @@ def test_placeholders_name_generated_data_and_the_shrink_is_only_appended():
     assert run_words(_command("cityseg score PRED_DIR --gt CITYSCAPES_X")) == [
         "score", "predictions", "--gt", "CITYSCAPES_X"
     ]  # fmt: skip
+
+
+def test_a_command_reading_what_a_skipped_one_writes_is_skipped_after_it():
+    commands = [
+        _command("torchrun -m cityseg train --config configs/tiny.yaml --out RUN"),
+        _command("cityseg data download pairs --out data/pairs"),
+        _command("cityseg data download pairs --out data/pairs --from-zip archive.zip"),
+        _command("cityseg evaluate RUN/checkpoint_best.pt --data ROOT"),
+        _command("cityseg train --resume RUN"),
+        _command("cityseg train --config configs/tiny.yaml --out runs/x data.root=data/pairs/"),
+        _command("cityseg evaluate RUNS/checkpoint_best.pt --data ROOT"),
+    ]
+    rules = [rule.name if rule else None for _, rule in classified(commands)]
+    after = AFTER_SKIPPED.name
+    assert rules == ["several processes", "network", None, after, after, None, None]

@@ -150,7 +150,7 @@ def test_without_a_cache_folder_the_measurement_holds_for_the_run(monkeypatch, t
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_train_with_a_pipe_at_the_speed_cache_finishes(tmp_path):
-    scenes = write_scenes(tmp_path / "scenes", {"train": 2}, 32, 64)
+    scenes = write_scenes(tmp_path / "scenes", {"train": 3}, 32, 64)
     cache = tmp_path / "cache"
     cache.mkdir()
     os.mkfifo(cache / "speed.json")

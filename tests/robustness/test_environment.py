@@ -10,6 +10,7 @@ import time
 import pytest
 
 from cityseg import environment
+from cityseg.data.download import base_url, download_cityscapes
 from cityseg.errors import ConfigError
 from cityseg.train import step_setting
 from cityseg.train.distributed import DistInfo, job_from_environment
@@ -158,3 +159,24 @@ def test_with_enough_images_the_same_run_measures_its_step_setting(scenes, tmp_p
     auto = ("train.precision=auto", "train.channels_last=auto", "train.max_iterations=1")
     assert in_process(*train_args(scenes, tmp_path / "run", *auto)) == 0
     assert len(measured) == 1 and len(measured[0]) > 1
+
+
+@pytest.mark.parametrize("url", ["abc", "ftp://mirror", "https://", "www.example.com"])
+def test_a_download_address_that_is_not_http_is_one_line_before_anything_is_made(
+    monkeypatch, tmp_path, url
+):
+    monkeypatch.setenv("CITYSEG_CITYSCAPES_URL", url)
+    with pytest.raises(ConfigError) as error:
+        download_cityscapes(tmp_path / "out", session=object())
+    assert error.value.problems == [
+        f"CITYSEG_CITYSCAPES_URL={url!r}: not an http(s) address; give one such as "
+        "https://www.cityscapes-dataset.com, or unset it"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_download_address_is_the_official_site(monkeypatch):
+    monkeypatch.setenv("CITYSEG_CITYSCAPES_URL", "")
+    assert base_url() == "https://www.cityscapes-dataset.com"
+    monkeypatch.setenv("CITYSEG_CITYSCAPES_URL", "http://127.0.0.1:8000/")
+    assert base_url() == "http://127.0.0.1:8000"

@@ -32,10 +32,11 @@ from pathlib import Path
 import requests
 from cityscapesscripts.download import downloader
 
+from cityseg import environment
 from cityseg.data.archives import check_archive, check_targets, move_unpacked, unpack_archive
 from cityseg.data.check import check_dataset, format_report
 from cityseg.data.io import read_header
-from cityseg.errors import DataError, UserError
+from cityseg.errors import ConfigError, DataError, UserError
 
 OFFICIAL_URL = "https://www.cityscapes-dataset.com"
 DEFAULT_PACKAGES = ("gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip")
@@ -60,8 +61,20 @@ class Downloaded:
 # --- Cityscapes ---------------------------------------------------------------------------------
 
 
+URL_VARIABLE = "CITYSEG_CITYSCAPES_URL"
+
+
 def base_url() -> str:
-    return os.environ.get("CITYSEG_CITYSCAPES_URL", OFFICIAL_URL).rstrip("/")
+    """The Cityscapes site: ``CITYSEG_CITYSCAPES_URL`` (a mirror, a test server) when set, else the
+    official one; ConfigError when it is not an http(s) address."""
+    url = environment.text(URL_VARIABLE) or OFFICIAL_URL
+    scheme, _, rest = url.strip().partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ConfigError(
+            f"{URL_VARIABLE}={url!r}: not an http(s) address; give one such as {OFFICIAL_URL}, "
+            "or unset it"
+        )
+    return url.strip().rstrip("/")
 
 
 def _session():
@@ -143,6 +156,7 @@ def download_cityscapes(
     A package whose MD5 does not match is renamed ``NAME.md5-mismatch`` and not unzipped.
     """
     out = Path(out)
+    base_url()  # a bad CITYSEG_CITYSCAPES_URL is one line before anything is made
     downloads = out / "downloads"
     _make_folder(downloads)
     if session is None:

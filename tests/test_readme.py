@@ -57,9 +57,12 @@ def _program(name: str) -> Callable[[Command], bool]:
     return lambda command: command.words[0] == name
 
 
-def _downloads(command: Command) -> bool:
+def _needs_network(command: Command) -> bool:
+    """`data download` but from a zip, `hub push`, or a model on the Hugging Face Hub (hf:...)."""
     words = command.words
-    return _is_cityseg(command) and words[1:3] == ("data", "download") and "--from-zip" not in words
+    download = words[1:3] == ("data", "download") and "--from-zip" not in words
+    hub = words[1:3] == ("hub", "push") or any(w.split("=")[-1].startswith("hf:") for w in words)
+    return _is_cityseg(command) and (download or hub)
 
 
 def _reads_real_data(command: Command) -> bool:
@@ -75,7 +78,7 @@ SKIP_RULES = (
         "torchrun starts N processes (DDP is tested with two gloo processes in tests/train)",
         _program("torchrun"),
     ),
-    Rule("network", "`data download` from the internet (--from-zip runs: offline)", _downloads),
+    Rule("network", "downloads or uploads (`data download --from-zip` runs)", _needs_network),
     Rule("real data", "reads ../shared, or its block's variable names it", _reads_real_data),
     Rule("elided", "`...` stands for arguments left out", lambda c: "..." in c.words),
 )
@@ -330,6 +333,7 @@ def test_documented_commands_run_on_generated_scenes(document, tmp_path):
             cwd=workspace,
             capture_output=True,
             text=True,
+            input=command.stdin,
             timeout=300,
             env=cli_env(CITYSEG_TRACEBACK="1"),
         )
@@ -357,7 +361,8 @@ def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_pa
         "cityseg predict CKPT 'more/*.jpg' --out pred/ [--mode slide]\n"
         "```\n"
         "```\ncityseg plain-fence\n```\n"
-        "```sh\ncityseg evaluate ${DATA}/x\n```\n"
+        "```sh\ncityseg evaluate ${DATA}/x\n"
+        "python - <<'EOF'\nprint('not a command') \\\nEOF\ncityseg score P\n```\n"
     )
     commands = commands_in(markdown)
     assert [(c.source, c.block, c.text) for c in commands] == [
@@ -368,7 +373,10 @@ def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_pa
         ),
         ("guide.md:11", 0, "cityseg predict CKPT 'more/*.jpg' --out pred/ '[--mode' 'slide]'"),
         ("guide.md:17", 1, "cityseg evaluate ../shared/data/pairs/x"),
+        ("guide.md:18", 1, "python - '<<EOF'"),
+        ("guide.md:21", 1, "cityseg score P"),
     ]
+    assert commands[3].stdin == "print('not a command') \\\n" and commands[4].stdin is None
     assert commands[1].words[3:5] == ("more/*.jpg", "--out")
     assert commands[0].block_variables == {"DATA": "../shared/data/pairs"}
     assert commands[2].block_variables == {}
@@ -424,7 +432,9 @@ def test_a_command_reading_what_a_skipped_one_writes_is_skipped_after_it():
         _command("cityseg train --resume RUN"),
         _command("cityseg train --config configs/tiny.yaml --out runs/x data.root=data/pairs/"),
         _command("cityseg evaluate RUNS/checkpoint_best.pt --data ROOT"),
+        _command("cityseg hub push CKPT --repo USER/NAME"),
+        _command("cityseg train --out runs/y train.init_from=hf:USER/NAME"),
     ]
     rules = [rule.name if rule else None for _, rule in classified(commands)]
-    after = AFTER_SKIPPED.name
-    assert rules == ["several processes", "network", None, after, after, None, None]
+    after, network = AFTER_SKIPPED.name, ["network"] * 2
+    assert rules == ["several processes", "network", None, after, after, None, None, *network]

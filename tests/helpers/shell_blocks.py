@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 _FENCE = re.compile(r"^\s*```\s*(\w*)")
 _ASSIGNMENT = re.compile(r"^([A-Za-z_]\w*)=(.*)$")
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 SHELLS = ("bash", "sh", "shell")
 
@@ -27,6 +28,8 @@ class Command:
     """Which ``bash`` block of its file holds it (0 for the first)."""
     block_variables: dict[str, str] = field(default_factory=dict, compare=False)
     """The ``NAME=value`` lines of its block (the values expanded)."""
+    stdin: str | None = None
+    """The here-document it reads (``<<'EOF'`` up to ``EOF``), if any."""
 
     @property
     def text(self) -> str:
@@ -51,20 +54,29 @@ def bash_blocks(markdown: str) -> list[tuple[int, list[str]]]:
     return blocks
 
 
-def logical_lines(lines: list[str], first: int) -> list[tuple[int, str]]:
-    """``lines`` with each ``\\`` continuation joined to its line: (line number, text)."""
-    joined: list[tuple[int, str]] = []
+def logical_lines(lines: list[str], first: int) -> list[tuple[int, str, str | None]]:
+    """``lines`` with each ``\\`` continuation joined to its line and each here-document taken
+    out as the input of its line: (line number, text, here-document or None)."""
+    joined: list[tuple[int, str, str | None]] = []
     pending: tuple[int, str] | None = None
-    for number, line in enumerate(lines, start=first):
+    numbered = iter(enumerate(lines, start=first))
+    for number, line in numbered:
         start, text = pending if pending else (number, "")
         text += line
         if line.rstrip().endswith("\\"):
             pending = (start, text.rstrip()[:-1] + " ")
-        else:
-            pending = None
-            joined.append((start, text))
+            continue
+        pending, heredoc, body = None, _HEREDOC.search(text), None
+        if heredoc:
+            body_lines = []
+            for _, body_line in numbered:
+                if body_line.strip() == heredoc[2]:
+                    break
+                body_lines.append(body_line + "\n")
+            body = "".join(body_lines)
+        joined.append((start, text, body))
     if pending:
-        joined.append(pending)
+        joined.append((*pending, None))
     return joined
 
 
@@ -84,7 +96,7 @@ def commands_in(path: Path, name: str | None = None) -> list[Command]:
     for block, (first, lines) in enumerate(bash_blocks(path.read_text(encoding="utf-8"))):
         block_variables: dict[str, str] = {}
         block_commands: list[Command] = []
-        for number, line in logical_lines(lines, first):
+        for number, line, stdin in logical_lines(lines, first):
             words = [_expand(word, variables) for word in shlex.split(line, comments=True)]
             if not words:
                 continue
@@ -92,10 +104,8 @@ def commands_in(path: Path, name: str | None = None) -> list[Command]:
             if len(words) == 1 and assignment:
                 variables[assignment[1]] = block_variables[assignment[1]] = assignment[2]
                 continue
-            block_commands.append(Command(f"{name}:{number}", tuple(words), block))
-        found += [
-            Command(c.source, c.words, c.block, dict(block_variables)) for c in block_commands
-        ]
+            block_commands.append(Command(f"{name}:{number}", tuple(words), block, stdin=stdin))
+        found += [replace(c, block_variables=dict(block_variables)) for c in block_commands]
     return found
 
 

@@ -180,3 +180,18 @@ def test_an_empty_download_address_is_the_official_site(monkeypatch):
     assert base_url() == "https://www.cityscapes-dataset.com"
     monkeypatch.setenv("CITYSEG_CITYSCAPES_URL", "http://127.0.0.1:8000/")
     assert base_url() == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("value", "raised"), [("1", True), ("yes", True), ("0", False), ("", False)]
+)
+def test_the_traceback_switch_is_off_at_zero(scenes, tmp_path, monkeypatch, capsys, value, raised):
+    monkeypatch.setenv("CITYSEG_TRACEBACK", value)
+    monkeypatch.setenv("CITYSEG_TEST_FAULT", "raise:forward")
+    args = train_args(scenes, tmp_path / "run", "train.max_iterations=1")
+    if raised:
+        with pytest.raises(RuntimeError, match="fault injected at forward"):
+            in_process(*args)
+    else:
+        assert in_process(*args) == 1
+        assert "internal error: RuntimeError: fault injected" in capsys.readouterr().err

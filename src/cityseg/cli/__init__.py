@@ -15,7 +15,7 @@ import sys
 import tempfile
 import traceback
 
-from cityseg import __version__, faults, limits, processes
+from cityseg import __version__, environment, faults, limits, processes
 from cityseg.errors import UserError
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(error).__name__ == "OutOfMemoryError":  # torch's, not imported here
             print(f"{command}: error: {out_of_memory_advice(error)}", file=sys.stderr)
             return 2
-        if os.environ.get(TRACEBACK_VARIABLE):
+        if environment.text(TRACEBACK_VARIABLE) not in (None, "0"):
             raise
         print(f"{command}: {unexpected_error_line(error)}", file=sys.stderr)
         return 1

@@ -172,6 +172,33 @@ EXPECTED_SKIPS = {
         "cityseg train --config configs/pairs_lite0.yaml --out runs/none "
         "data.root=../shared/data/pairs data.cache=CACHE model.encoder_weights=none",
     ),
+    # README and docs/deploy.md: the Hugging Face Hub, and int8 measured on the real pairs photos
+    ("pip", "pip install 'cityseg[hub]'"),
+    ("network", "cityseg hub push CKPT --repo USER/NAME '[--private]' '[--eval' 'eval_val/]'"),
+    ("network", "cityseg predict --pretrained hf:USER/NAME photos/ --out pred/"),
+    (
+        "network",
+        "cityseg hub push runs/tiny/checkpoint_best.pt --repo USER/NAME --eval runs/tiny/eval_val "
+        "'[--private]'",
+    ),
+    ("network", "cityseg evaluate --pretrained hf:USER/NAME --data ROOT"),
+    (
+        "network",
+        "cityseg train --config configs/pairs.yaml --out runs/tuned data.root=ROOT "
+        "train.init_from=hf:USER/NAME",
+    ),
+    ("real data", "python scripts/int8_sets.py ../shared/data/pairs --out /tmp/int8_sets"),
+    (
+        "after a skipped command",
+        "cityseg export src/cityseg/pretrained/pairs.pt --out /tmp/int8/pairs_int8.onnx "
+        "--quantize int8 --calibration /tmp/int8_sets/calibration --data /tmp/int8_sets/heldout "
+        "--format pairs",
+    ),
+    (
+        "after a skipped command",
+        "cityseg evaluate --pretrained pairs --data /tmp/int8_sets/heldout --format pairs "
+        "--out /tmp/int8/eval",
+    ),
 }
 """Every documented command that does not run here, by rule (as one line, comments dropped)."""
 

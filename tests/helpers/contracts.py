@@ -1,5 +1,6 @@
-"""Contract testers: what every dataset and every segmenter of cityseg promises, written once and
-run for each implementation by subclassing (as segmentation_models_pytorch's model tester is).
+"""Contract testers: what every dataset, every network and every segmenter of cityseg promises,
+written once and run for each implementation by subclassing (as segmentation_models_pytorch's
+model tester is).
 
 A test module subclasses a contract as ``TestXxx(DatasetContract)`` and gives the fixture the
 contract asks for; pytest then runs every ``test_*`` of the contract against that implementation.
@@ -7,15 +8,22 @@ contract asks for; pytest then runs every ``test_*`` of the contract against tha
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+import yaml
 
 from cityseg import labels
+from cityseg.export import export_model
 from cityseg.inference.options import InferenceOptions
+from cityseg.model import SegmentationModel, model_from_config
 
 VALID_TRAIN_IDS = np.isin(np.arange(256), [*range(labels.NUM_CLASSES), labels.IGNORE_INDEX])
 
@@ -133,3 +141,99 @@ class SegmenterContract:
         segmenter = make(InferenceOptions.from_flags(resize="train", tta=True))
         assert segmenter.input_size == (64, 128)
         assert segmenter.predict(photo(45, 70)).shape == (45, 70)
+
+
+def with_trained_statistics(model: SegmentationModel) -> SegmentationModel:
+    """``model`` in eval mode after one training-mode forward, so that its BatchNorm running
+    statistics are not the defaults (an identity)."""
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, model.in_channels, 64, 64))
+    return model.eval()
+
+
+class ModelContract:
+    """Every network (the plain U-Net, the U-Net on each pretrained encoder) gives logits of its
+    input's height and width at any size it accepts, padding inside to a multiple of its total
+    stride and cropping back; names the nearest valid shape for an input it cannot take; passes
+    gradients to every parameter; is rebuilt exactly from its config dict and state dict (as a
+    checkpoint stores them); and exports to ONNX with the same logits.
+
+    Subclasses give the fixture ``model_config``: the config dict of a tiny instance (for
+    :func:`cityseg.model.model_from_config`).
+    """
+
+    SIZES = ((64, 64), (33, 47), (37, 100))
+    """A multiple of every total stride, and two odd sizes that are none."""
+
+    @pytest.fixture
+    def model(self, model_config: dict[str, Any]) -> SegmentationModel:
+        torch.manual_seed(0)
+        return model_from_config(model_config)
+
+    def test_logits_have_the_input_size_at_any_size(self, model):
+        for height, width in self.SIZES:
+            with torch.no_grad():
+                logits = model(torch.randn(2, model.in_channels, height, width))
+            assert logits.shape == (2, model.num_classes, height, width)
+            assert torch.isfinite(logits).all()
+
+    def test_a_multiple_of_the_stride_runs_as_it_is(self, model):
+        model = with_trained_statistics(model)
+        side = -(-model.min_size // model.multiple) * model.multiple
+        x = torch.randn(2, model.in_channels, 2 * side, 3 * side)
+        with torch.no_grad():
+            assert torch.equal(model(x), model.forward_padded(x))
+
+    def test_an_odd_size_is_replicate_padded_then_cropped(self, model):
+        model = with_trained_statistics(model)
+        height, width = model.min_size + 1, model.min_size + 15
+        x = torch.randn(1, model.in_channels, height, width)
+        padded_height = -(-height // model.multiple) * model.multiple
+        padded_width = -(-width // model.multiple) * model.multiple
+        padded = F.pad(x, (0, padded_width - width, 0, padded_height - height), mode="replicate")
+        with torch.no_grad():
+            expected = model.forward_padded(padded)[:, :, :height, :width]
+            torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+
+    def test_an_input_it_cannot_take_names_the_nearest_valid_shape(self, model):
+        side, channels = model.min_size, model.in_channels
+        for shape, nearest in [
+            ((1, channels, side - 1, side + 18), (1, channels, side, side + 18)),
+            ((2, channels + 1, 2 * side, side - 1), (2, channels, 2 * side, side)),
+        ]:
+            with pytest.raises(ValueError, match=f"H, W >= {side}") as error:
+                model(torch.randn(*shape))
+            assert f"the nearest valid shape is {nearest}" in str(error.value)
+        with pytest.raises(ValueError, match="4-D input") as error:
+            model(torch.randn(channels, side + 8, side + 8))
+        assert f"add the batch dimension: {(1, channels, side + 8, side + 8)}" in str(error.value)
+
+    def test_gradients_reach_the_input_and_every_parameter(self, model):
+        x = torch.randn(2, model.in_channels, 33, 47, requires_grad=True)
+        model.train()(x).square().mean().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+    def test_config_and_state_dict_rebuild_it_exactly(self, model, tmp_path):
+        model = with_trained_statistics(model)
+        config = json.loads(json.dumps(model.config))
+        assert yaml.safe_load(yaml.safe_dump(model.config)) == config
+        torch.save({"model_config": config, "model": model.state_dict()}, tmp_path / "model.pt")
+        saved = torch.load(tmp_path / "model.pt", weights_only=True)
+        rebuilt = model_from_config(saved["model_config"])
+        rebuilt.load_state_dict(saved["model"], strict=True)
+        rebuilt.eval()
+        assert type(rebuilt) is type(model) and rebuilt.config == model.config
+        assert type(model)(**model.config).config == model.config
+        x = torch.randn(2, model.in_channels, 37, 100)
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), model(x))
+
+    @pytest.mark.slow
+    def test_onnx_export_agrees_with_pytorch(self, model, tmp_path):
+        model = with_trained_statistics(model)
+        result = export_model(model, tmp_path / "model.onnx", model.normalization, verify=True)
+        assert result.path.is_file()
+        assert result.max_abs_logit_diff < 1e-3 and result.label_agreement > 0.9999

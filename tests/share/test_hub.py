@@ -223,6 +223,20 @@ def test_train_init_from_and_predict_take_a_hub_name(checkpoints, hub, tmp_path,
     assert (out / "a_trainIds.png").is_file()
 
 
+def test_evaluate_takes_a_hub_name_and_writes_one_folder_for_it(
+    checkpoints, hub, tmp_path, monkeypatch
+):
+    from tests.helpers.scenes import write_scenes
+
+    data = write_scenes(tmp_path / "scenes", {"val": 2})
+    assert main(["hub", "push", str(checkpoints[0]), "--repo", "someone/tiny"]) == 0
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "--pretrained", "hf:someone/tiny@main", "--data", str(data)]
+    assert main([*args, "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "eval_hf_someone_tiny_main_val" / "metrics.json").read_text())
+    assert metrics["images"] == 2
+
+
 def test_missing_repositories_files_and_revisions_are_one_line(checkpoints, hub, tmp_path):
     with pytest.raises(CheckpointError, match="no such model repository"):
         pretrained_path("hf:someone/absent")

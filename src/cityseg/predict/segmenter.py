@@ -118,8 +118,10 @@ class Segmenter(BaseSegmenter):
     def from_pretrained(
         cls, name: str, device: str = "auto", options: InferenceOptions | None = None
     ) -> Segmenter:
-        """A segmenter for a checkpoint shipped with cityseg (see :func:`pretrained_path`); like
-        every checkpoint, it runs at the scale it was trained at unless ``options`` say otherwise.
+        """A segmenter for a checkpoint shipped with cityseg (``"pairs"``) or a model on the
+        Hugging Face Hub (``"hf:USER/NAME"`` or ``"hf:USER/NAME@REVISION"``, cached after the first
+        download; see :func:`pretrained_path`); like every checkpoint, it runs at the scale it was
+        trained at unless ``options`` say otherwise.
         """
         return cls.from_checkpoint(pretrained_path(name), device, options)
 

@@ -206,7 +206,7 @@ def _training_section(config: Mapping[str, Any]) -> str:
 def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
     if not evaluation:
         return ""
-    scale = (evaluation.get("scale") or {}).get("network", "")
+    scale = (evaluation.get("scale") or {}).get("network", "").split(" (--")[0]  # no CLI hint
     lines = [
         f"Scored by `cityseg evaluate` on {evaluation.get('images', '?')} images of split "
         f"`{evaluation.get('split', '?')}` ({evaluation.get('format', '?')} format), "

@@ -5,7 +5,8 @@ CPU kernel) and its module refuses CPU tensors. :func:`enable_cpu_sync_batchnorm
 kernels for them, written from their definitions, so that ``nn.SyncBatchNorm``'s module and
 autograd function run unchanged on gloo: in training, an all-gather of the statistics in the forward
 pass and an all-reduce in the backward (eval mode skips both), exactly the collectives of a job on
-GPUs. :func:`sync_batchnorm_wrap` stands for ``wrap_model`` with ``train.sync_bn=true`` on GPUs.
+GPUs. As there, the statistics of a float16 or bfloat16 input are float32.
+:func:`sync_batchnorm_wrap` stands for ``wrap_model`` with ``train.sync_bn=true`` on GPUs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ def _per_channel(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return values.view(1, -1, *([1] * (x.dim() - 2)))
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the type GPUs compute its statistics in: float32 for float16 and bfloat16."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _stats(x, eps):
+    x = _wide(x)
     return x.mean(_dims(x)), (x.var(_dims(x), unbiased=False) + eps).rsqrt()
 
 
@@ -34,30 +41,36 @@ def _gather(x, mean_all, invstd_all, running_mean, running_var, momentum, eps, c
     mean = (mean_all * counts).sum(0) / total
     var = ((invstd_all.pow(-2) - eps + (mean_all - mean).pow(2)) * counts).sum(0) / total
     if running_mean is not None:
-        running_mean.mul_(1 - momentum).add_(momentum * mean)
-        running_var.mul_(1 - momentum).add_(momentum * var * total / (total - 1))
+        running_mean.mul_(1 - momentum).add_(momentum * mean.to(running_mean.dtype))
+        unbiased = (var * total / (total - 1)).to(running_var.dtype)
+        running_var.mul_(1 - momentum).add_(momentum * unbiased)
     return mean, (var + eps).rsqrt()
 
 
 def _elemt(x, weight, bias, mean, invstd, eps):
-    out = (x - _per_channel(x, mean)) * _per_channel(x, invstd)
+    out = (_wide(x) - _per_channel(x, mean)) * _per_channel(x, invstd)
     if weight is not None:
-        out = out * _per_channel(x, weight)
-    return out if bias is None else out + _per_channel(x, bias)
+        out = out * _per_channel(x, _wide(weight))
+    if bias is not None:
+        out = out + _per_channel(x, _wide(bias))
+    return out.to(x.dtype)
 
 
 def _backward_reduce(grad, x, mean, invstd, weight, input_g, weight_g, bias_g):
+    grad, x = _wide(grad), _wide(x)
     sum_dy = grad.sum(_dims(x))
     sum_dy_xmu = (grad * (x - _per_channel(x, mean))).sum(_dims(x))
-    return sum_dy, sum_dy_xmu, sum_dy_xmu * invstd, sum_dy
+    parameters = weight.dtype if weight is not None else sum_dy.dtype
+    return sum_dy, sum_dy_xmu, (sum_dy_xmu * invstd).to(parameters), sum_dy.to(parameters)
 
 
 def _backward_elemt(grad, x, mean, invstd, weight, sum_dy, sum_dy_xmu, count):
-    total = count.sum().to(x.dtype)
-    scale = invstd if weight is None else invstd * weight
-    xmu = x - _per_channel(x, mean)
+    total = count.sum().float()
+    scale = invstd if weight is None else invstd * weight.float()
+    xmu = x.float() - _per_channel(x, mean)
     correction = xmu * _per_channel(x, invstd.pow(2) * sum_dy_xmu / total)
-    return (grad - _per_channel(x, sum_dy / total) - correction) * _per_channel(x, scale)
+    grad_input = grad.float() - _per_channel(x, sum_dy / total) - correction
+    return (grad_input * _per_channel(x, scale)).to(x.dtype)
 
 
 def enable_cpu_sync_batchnorm() -> None:

@@ -443,14 +443,16 @@ class Trainer:
         that the process makes every collective of their step (DDP's gradient all-reduce and
         SyncBatchNorm's statistics in both passes, which eval mode would skip: the others would
         wait for it until the distributed timeout). Its gradients are zero, it adds nothing to
-        SyncBatchNorm's statistics, and its own BatchNorm statistics are kept as they were."""
+        SyncBatchNorm's statistics, and its own BatchNorm statistics are kept as they were.
+        It runs in float32, without autocast: SyncBatchNorm gathers the statistics of an empty
+        batch in its input's type, and the others' statistics are float32 whatever the autocast
+        type (an all-gather of bf16 against float32 fails, or mixes garbage on NCCL)."""
         size = int(getattr(self.raw_model, "min_size", 32))
         blank = torch.zeros(0, 3, size, size, device=self.device)
         if self.channels_last:
             blank = blank.contiguous(memory_format=torch.channels_last)
         with self._gradient_sync(step_now), _buffers_kept(self.raw_model):
-            with self.precision.autocast():
-                logits = self.model(blank)
+            logits = self.model(blank)
             self.scaler.scale(logits.float().sum() * 0.0).backward()
 
     def _check_step(self, lr: float) -> bool:

@@ -147,9 +147,9 @@ case_train_compile() {
     expect "epoch 2/2 |" "$log"
 }
 
-# SyncBatchNorm on 2 GPUs (NCCL), one training image unreadable and 1 image per process: the
-# process holding it takes the blank step, which must make SyncBatchNorm's collectives too (a
-# hang here fails after CITYSEG_DIST_TIMEOUT=60 s).
+# SyncBatchNorm on 2 GPUs (NCCL), bf16 where the GPU has it, one training image unreadable and 1
+# image per process: the process holding it takes the blank step, which must make SyncBatchNorm's
+# collectives too, its statistics of the others' type (a hang fails after CITYSEG_DIST_TIMEOUT=60).
 case_sync_bn_two_gpus() {
     set -ef
     need_gpus 2
@@ -165,7 +165,10 @@ case_sync_bn_two_gpus() {
     expect "| 2 processes" "$log"
     expect "warning: skipped: " "$log"
     expect "epoch 2/2 |" "$log"
-    if grep -q "sync_bn ignored" "$log"; then echo "CHECK FAILED: SyncBatchNorm not used"; return 1; fi
+    if grep -q "sync_bn ignored" "$log"; then
+        echo "CHECK FAILED: SyncBatchNorm not used"
+        return 1
+    fi
 }
 
 # One process per visible GPU, NCCL (its version line proves the backend).
@@ -340,21 +343,22 @@ case_bench_inference() { set -ef; bench bench_inference; }
 case_bench_epoch() { set -ef; bench bench_epoch; }
 case_bench_loader() { set -ef; bench bench_loader; }
 
-# name, planned seconds on one modern GPU, "quick" when --quick runs it, and what it proves.
+# name, planned seconds on one modern GPU, "quick" when --quick runs it, and what it proves
+# (encoder cases: fp16 and bf16 with channels_last, the encoder frozen in the first epoch).
 # (Cases that need 2 GPUs count in the plan only where there are 2.)
 CASE_TABLE="
 generate_data                    5 quick  generated street scenes for the runs below
-train_fp16_channels_last         9 quick  fp16 autocast with the grad scaler and channels_last; the checkpoint says fp16
-train_bf16_contiguous            9 quick  bf16 autocast, contiguous layout; its checkpoint is the one evaluated below
-encoder_efficientnet_lite0      18 quick  Lite0's depthwise SAME convolutions in fp16 and bf16 with channels_last, its ImageNet weights, encoder frozen an epoch
-encoder_resnet18                18 -      ResNet-18 in fp16 and bf16 with channels_last from a local weight file
-encoder_mobilenet_v2            18 -      MobileNetV2 in fp16 and bf16 with channels_last from a local weight file
-train_ema                        9 -      train.ema_decay: the weight average saved as the model, the trained weights beside it
-train_compile                   40 quick  train.compile=true trains to the end in bf16, channels_last
-sync_bn_two_gpus                20 quick  SyncBatchNorm on 2 GPUs, NCCL, with a blank step (a process's images all unreadable): no hang
+train_fp16_channels_last         9 quick  fp16 autocast, grad scaler, channels_last; saved as fp16
+train_bf16_contiguous            9 quick  bf16 autocast, contiguous; the checkpoint evaluated below
+encoder_efficientnet_lite0      18 quick  Lite0 (depthwise SAME convs), ImageNet weights, fp16+bf16
+encoder_resnet18                18 -      ResNet-18 from a local weight file, fp16+bf16
+encoder_mobilenet_v2            18 -      MobileNetV2 from a local weight file, fp16+bf16
+train_ema                        9 -      train.ema_decay: the average saved as the model
+train_compile                   40 quick  train.compile=true trains to the end (bf16, NHWC)
+sync_bn_two_gpus                20 quick  SyncBatchNorm on 2 GPUs with a blank step: no hang
 nccl_every_gpu                  15 quick  one process per visible GPU over NCCL
 only_gpu_used                   12 quick  one process on cuda:1 opens no CUDA context on another GPU
-resume_exact_after_ctrl_c       24 quick  Ctrl-C mid-epoch and resume on the GPU: bit-identical weights and moments
+resume_exact_after_ctrl_c       24 quick  Ctrl-C mid-epoch, resumed: bit-identical weights
 evaluate_whole                   5 -      evaluate, whole images, on cuda
 evaluate_slide                   5 -      evaluate, sliding window with channels_last
 evaluate_tta                     5 -      evaluate with flip TTA in bf16
@@ -365,14 +369,14 @@ resume_with_fewer_gpus           9 -      a run saved by 4 GPUs resumes on one
 fp32_resumed_in_fp16             9 -      an fp32 run continues in fp16 and says so
 cpu_job_on_gpu_node_gloo        12 -      torchrun with train.device=cpu on a GPU node uses gloo
 more_processes_than_gpus         5 -      2 processes for 1 GPU: one line, before any set-up
-export_keeps_device              5 -      export leaves the caller's model on the GPU, in training mode
-bf16_rule_on_this_gpu            4 -      auto precision asks the GPU in use (bf16 only where native)
-fp16_overflow_stops              7 -      fp16 gradients always infinite: the run stops with one line
+export_keeps_device              5 -      export leaves the model on the GPU, training
+bf16_rule_on_this_gpu            4 -      auto precision asks the GPU in use
+fp16_overflow_stops              7 -      fp16 gradients always infinite: one line, stop
 onnx_device_id                   5 -      onnxruntime on the GPU asked for; no TensorRT in auto
 onnx_provider_warning            5 -      a CUDA provider that cannot start: a warning, then the CPU
 evaluate_precision_auto          5 -      evaluate --precision auto asks the GPU given by --device
-load_model_on_host               4 -      load_model reads to host memory, only the model reaches the GPU
-speed_recipes                   20 quick  img/s of training steps: the shipped recipe and configs/cityscapes.yaml, batch 8
+load_model_on_host               4 -      load_model: only the model reaches the GPU
+speed_recipes                   20 quick  img/s: shipped recipe and cityscapes.yaml, batch 8
 "
 BENCHMARK_TABLE="
 bench_train_step                45 -      the training-step benchmark's GPU smoke form

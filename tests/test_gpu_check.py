@@ -303,3 +303,17 @@ def test_only_gpu_used_rehearsed_on_the_cpu(helper, tmp_path, monkeypatch, liste
     overrides += ["train.progress=false"]
     assert helper.main(["only-gpu-used", "1", str(tmp_path / "run"), *overrides]) == expected
     assert (tmp_path / "run_evaluation" / "metrics.json").is_file()
+
+
+def test_averaged_rehearsed_on_the_cpu(helper, tmp_path, capsys):
+    """The weight-average check passes on a run with train.ema_decay, fails on one without."""
+    from cityseg.train.engine import train
+    from tests.helpers import tiny_config, write_scenes
+
+    data = write_scenes(tmp_path / "data", {"train": 4, "val": 2}, 32, 64)
+    small = ("data.size=[32, 64]", "train.epochs=1", "model.base_width=4")
+    train(tiny_config(data, *small, "train.ema_decay=0.9"), tmp_path / "ema")
+    train(tiny_config(data, *small), tmp_path / "plain")
+    assert helper.main(["averaged", str(tmp_path / "ema" / "checkpoint_last.pt")]) == 0
+    assert helper.main(["averaged", str(tmp_path / "plain" / "checkpoint_last.pt")]) == 1
+    assert "no weight average" in capsys.readouterr().out

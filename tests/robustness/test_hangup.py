@@ -1,6 +1,7 @@
 """SIGHUP (a closed terminal or SSH session) stops training as politely as Ctrl-C and SIGTERM: the
 current step finishes, a resumable checkpoint is written, the exit status is 129; a run started
-ignoring it (``nohup``) keeps ignoring it."""
+ignoring it (``nohup``) keeps ignoring it. Any of the three while the run starts stops it at
+once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import time
 import pytest
 import torch
 
+from cityseg.train import interrupt, step_setting
 from cityseg.train.interrupt import StopSignals
-from tests.helpers import Running, cli_env, train_args, write_scenes
+from tests.helpers import Running, cli_env, in_process, train_args, write_scenes
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
 
@@ -91,3 +93,31 @@ def test_a_closed_terminal_still_saves(scenes, tmp_path):
     assert status == 129
     saved = torch.load(run / "checkpoint_last.pt", weights_only=True)
     assert saved["iteration"] == 3 and saved["epoch_progress"]["batches"] == 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_the_run_starts_stops_it_at_once(
+    scenes, tmp_path, monkeypatch, capsys, signum
+):
+    """Before the first step there is nothing to save: a signal during the start-up (here while
+    the step setting is measured, which can take seconds) ends the run at once instead of being
+    noted for a save after a step that is still far away."""
+
+    def long_measurement(key, settings, make_step, folder=None):
+        os.kill(os.getpid(), signum)
+        time.sleep(60)
+        raise AssertionError("the signal did not stop the start-up")
+
+    monkeypatch.setattr(step_setting, "fastest_setting", long_measurement)
+    monkeypatch.setattr(interrupt, "silence_terminal", lambda: None)  # (pytest's own terminal)
+    run = tmp_path / "run"
+    started = time.monotonic()
+    assert in_process(*train_args(scenes, run, "train.channels_last=auto")) == 128 + signum
+    assert time.monotonic() - started < 30
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"cityseg train: stopped by {name} while starting, before the first training step; "
+        "nothing was saved"
+    )
+    assert not (run / "checkpoint_last.pt").exists()
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)

@@ -260,6 +260,8 @@ class Trainer:
         step when SIGINT, SIGTERM or SIGHUP arrives.
         """
         self.signals = signals
+        if signals is not None:
+            signals.ready()  # (until now a signal stopped the start-up at once)
         if self.threads:
             torch.set_num_threads(self.threads)
         try:

@@ -1,6 +1,7 @@
 """Stopping a run politely: Ctrl-C (SIGINT), SIGTERM (what job schedulers send) and SIGHUP (a
 closed terminal or SSH session) ask the training loop to finish its current step and save a
-resumable checkpoint; a second signal stops at once. A signal the run was started ignoring (SIGHUP
+resumable checkpoint; a second signal stops at once, and so does one while the run starts, before
+its first step (nothing to save yet). A signal the run was started ignoring (SIGHUP
 under ``nohup``, SIGINT of a background job) stays ignored. After SIGHUP, what would go to the
 terminal goes nowhere (writing to a terminal that hung up fails).
 """
@@ -30,9 +31,11 @@ class StopSignals:
     """While active, SIGINT, SIGTERM and SIGHUP set :attr:`signum` instead of stopping the
     process, unless the process was ignoring them.
 
-    Handlers are installed only in the main thread (elsewhere Python forbids it) and the previous
-    ones come back on exit. After the first signal, the default behaviour is restored, so that a
-    second Ctrl-C raises KeyboardInterrupt and a second SIGTERM or SIGHUP terminates.
+    Until :meth:`ready` (while the run starts) a signal stops it at once, with
+    :class:`TrainingInterrupted`. Handlers are installed only in the main thread (elsewhere
+    Python forbids it) and the previous ones come back on exit. After the first signal, the
+    default behaviour is restored, so that a second Ctrl-C raises KeyboardInterrupt and a second
+    SIGTERM or SIGHUP terminates.
 
     Args:
         announce: print what happens on stderr when the first signal arrives.
@@ -41,7 +44,14 @@ class StopSignals:
     def __init__(self, announce: bool = True) -> None:
         self.signum: int | None = None
         self.announce = announce
+        self.saving = False  # set by ready(): before, there is nothing to save
         self._previous: dict[int, object] = {}
+
+    def ready(self) -> None:
+        """From now on a signal asks for a checkpoint at the end of the step. Before (the data
+        opened, the step setting measured, a file read that blocks), it stops the run at once:
+        there is nothing to save yet."""
+        self.saving = True
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -56,6 +66,14 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            silence_terminal()
+        if not self.saving:
+            raise TrainingInterrupted(
+                signum,
+                f"stopped by {signal.Signals(signum).name} while starting, before the first "
+                "training step; nothing was saved",
+            )
         self.signum = signum
         default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
         signal.signal(signum, default)
@@ -67,10 +85,8 @@ class StopSignals:
                     file=sys.stderr,
                     flush=True,
                 )
-            except (OSError, ValueError):  # the terminal hung up (SIGHUP): the run still saves
+            except (OSError, ValueError):  # (a terminal that is gone: the run still saves)
                 pass
-        if signum == getattr(signal, "SIGHUP", None):
-            silence_terminal()
 
     @property
     def requested(self) -> bool:

@@ -14,7 +14,8 @@ from cityseg import environment
 from cityseg.data.download import base_url, download_cityscapes
 from cityseg.errors import ConfigError
 from cityseg.train import step_setting
-from cityseg.train.distributed import DistInfo, job_from_environment
+from cityseg.train.distributed import DistInfo, job_from_environment, setup_distributed
+from cityseg.train.failures import TrainingFailed
 from tests.helpers import cityseg, in_process, train_args, write_scenes
 from tests.helpers.ddp import free_port
 
@@ -198,3 +199,26 @@ def test_the_traceback_switch_is_off_at_zero(scenes, tmp_path, monkeypatch, caps
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert "internal error: RuntimeError: fault injected" in line
         Path(line.split("the full traceback is in ")[1].split(";")[0]).unlink()
+
+
+def test_a_rank_that_finds_no_one_at_the_address_ends_with_one_line(clean_environment):
+    port = free_port()  # nobody listens there
+    for name, value in {
+        "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "CITYSEG_DIST_TIMEOUT": "2",
+    }.items():  # fmt: skip
+        clean_environment.setenv(name, value)
+    with pytest.raises(TrainingFailed) as error:
+        setup_distributed("cpu")
+    (problem,) = error.value.problems
+    assert problem.startswith(
+        "the job's 2 processes did not all join within 2 s (CITYSEG_DIST_TIMEOUT): rank 1 "
+        f"waited at 127.0.0.1:{port} ("
+    )
+
+
+def test_a_job_without_its_address_is_one_line(clean_environment):
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0"}.items():
+        clean_environment.setenv(name, value)
+    with pytest.raises(ConfigError, match="MASTER_ADDR expected, but not set; start the job with"):
+        setup_distributed("cpu")

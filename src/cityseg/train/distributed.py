@@ -76,7 +76,8 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         backend = "nccl" if chosen.type == "cuda" else "gloo"
         try:
             dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
-        except dist.DistError as error:  # a peer that never joined, an unreachable address
+        except (dist.DistStoreError, dist.DistNetworkError) as error:  # the rendezvous failed:
+            # a peer that never joined, an address that cannot be reached
             raise peers_missing(error, info, timeout) from None
         except ValueError as error:  # torch's own check of the rendezvous variables
             raise ConfigError(

@@ -23,6 +23,7 @@ from cityseg.config import Config, config_to_dict
 from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import Precision, choose_precision
 from cityseg.runtime.tuning import StepSetting, candidate_settings, fastest_setting
+from cityseg.train import failures
 from cityseg.train.build import build_model
 from cityseg.train.losses import SegmentationLoss
 from cityseg.train.schedules import build_optimizer
@@ -55,6 +56,8 @@ def choose_step_setting(
     key = f"{model} | batch {batch} | {size[0]}x{size[1]} | {cfg.optimizer}"
     try:
         return fastest_setting(key, settings, lambda s: probe_step(config, device, s, batch, size))
+    except torch.OutOfMemoryError:  # the run's own steps would run out too: the same advice
+        raise failures.out_of_memory(batch, size, rule, device.type) from None
     finally:
         torch.set_num_threads(threads)  # the probes' thread counts were theirs only
 

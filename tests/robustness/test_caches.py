@@ -1,6 +1,7 @@
 """The speed cache (``speed.json``): a damaged one counts as none, with one warning naming it; a
 pipe or device in its place is never opened (it would block); it stays within its size bound;
-and its folder never falls back to the root of the file system."""
+and its folder never falls back to the root of the file system. The prepared data cache
+(``data.cache``): a damaged index or a pipe among its arrays is one line naming the file."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from cityseg.data import cache as cache_module
+from cityseg.data.cache import CachedDataset
+from cityseg.data.prepare import prepare_cache
+from cityseg.errors import DataError
 from cityseg.runtime import speed_cache
 from cityseg.runtime.speed_cache import MAX_CACHE_BYTES, cache_folder, read_cache
 from cityseg.runtime.tuning import StepSetting, fastest_setting
-from tests.helpers import cityseg, train_args, write_scenes
+from tests.helpers import cityseg, train_args, write_pairs, write_scenes
 
 FAST, SLOW = StepSetting("fp32", False), StepSetting("fp32", True)
 
@@ -164,3 +169,83 @@ def test_train_with_a_pipe_at_the_speed_cache_finishes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"warning: {cache / 'speed.json'}: not a regular file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the prepared data cache (data.cache=CACHE): damaged is one line naming the file -----------
+
+
+@pytest.fixture
+def data_cache(tmp_path) -> Path:
+    pairs = write_pairs(tmp_path / "pairs", 3, 32)
+    prepare_cache(pairs, tmp_path / "cache", size=(16, 32), workers=1)
+    return tmp_path / "cache"
+
+
+def opened(cache: Path, timeout: float = 60):
+    """``CachedDataset(cache, "train")`` in a thread: a test that would block fails instead."""
+    result: list = []
+
+    def open_it() -> None:
+        try:
+            result.append(CachedDataset(cache, "train"))
+        except Exception as error:  # (handed to the test)
+            result.append(error)
+
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert result, f"opening {cache} blocked for {timeout} s"
+    return result[0]
+
+
+def _damage(index: dict, damage: str) -> str:
+    if damage == "deep nesting":
+        return "[" * 100_000 + "]" * 100_000
+    if damage == "infinite size":
+        return json.dumps(index).replace(json.dumps(index["size"]), "[Infinity, 32]")
+    changed = {
+        "size as text": {"size": ["16", "32"]},
+        "count off": {"count": index["count"] + 5},
+        "samples not a list": {"samples": {"a": 1}},
+        "sample without image": {"samples": [{"frame_id": "x"}] * index["count"]},
+        "no source": {"source": None},
+    }[damage]
+    return json.dumps({**index, **changed})
+
+
+DAMAGES = [
+    "deep nesting",
+    "infinite size",
+    "size as text",
+    "count off",
+    "samples not a list",
+    "sample without image",
+    "no source",
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_cache_index_is_one_line_naming_it(data_cache, damage):
+    path = data_cache / "train" / "index.json"
+    path.write_text(_damage(json.loads(path.read_text()), damage))
+    error = opened(data_cache)
+    assert isinstance(error, DataError), repr(error)
+    (problem,) = error.problems
+    assert problem.startswith(f"{path}: not a cityseg-cache-v1 index (corrupt or from another")
+
+
+def test_an_oversized_cache_index_is_refused_before_reading(data_cache, monkeypatch):
+    monkeypatch.setattr(cache_module, "MAX_INDEX_BYTES", 100)
+    error = opened(data_cache)
+    assert isinstance(error, DataError)
+    assert "MiB limit" in error.problems[0] and "index.json" in error.problems[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_in_place_of_the_cached_images_does_not_block(data_cache):
+    images = data_cache / "train" / "images.npy"
+    images.unlink()
+    os.mkfifo(images)
+    error = opened(data_cache)
+    assert isinstance(error, DataError)
+    assert error.problems[0].startswith(f"{images}: missing, truncated or not uint8")

@@ -32,11 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg import limits
 from cityseg.data.formats import open_files
 from cityseg.data.sample import Sample
 from cityseg.errors import DataError
 
 CACHE_FORMAT = "cityseg-cache-v1"
+MAX_INDEX_BYTES = 256 * 2**20
+"""An index lists its samples' paths: about 300 bytes each (3,000 images: 1 MB)."""
 INDEX_FILE, IMAGES_FILE, LABELS_FILE = "index.json", "images.npy", "labels.npy"
 
 
@@ -89,16 +92,58 @@ def read_index(cache_dir: str | Path, split: str) -> dict:
             f"{', '.join(cache_splits(cache_dir))}); add it with `cityseg data prepare ROOT "
             f"--out {cache_dir} --split {split}`"
         )
+    problem = limits.regular_file_problem(path, MAX_INDEX_BYTES)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}; rebuild the cache with `cityseg data prepare`")
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        index = json.loads(path.read_bytes(), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError):  # (also bytes that are not UTF-8)
         index = None
-    if not isinstance(index, dict) or index.get("format_version") != CACHE_FORMAT:
+    if not _sound_index(index):
         raise DataError(
             f"{path}: not a {CACHE_FORMAT} index (corrupt or from another version); rebuild the "
             f"cache with `cityseg data prepare ROOT --out {cache_dir}`"
         )
     return index
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} in an index")
+
+
+def _sound_index(index: object) -> bool:
+    """Whether ``index`` has every field a :class:`CachedDataset` reads, of its type."""
+    if not isinstance(index, dict) or index.get("format_version") != CACHE_FORMAT:
+        return False
+    size, samples, count = index.get("size"), index.get("samples"), index.get("count")
+    return (
+        isinstance(index.get("source"), str)
+        and isinstance(index.get("format"), str)
+        and isinstance(index.get("has_labels"), bool)
+        and isinstance(index.get("fingerprint"), str)
+        and isinstance(size, list)
+        and len(size) == 2
+        and all(type(side) is int and side > 0 for side in size)
+        and type(count) is int
+        and isinstance(samples, list)
+        and len(samples) == count
+        and all(map(_sound_sample, samples))
+    )
+
+
+def _sound_sample(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("image"), str)
+        and isinstance(entry.get("frame_id"), str)
+        and isinstance(entry.get("label_kind"), str)
+        and all(
+            entry.get(name) is None or isinstance(entry[name], str)
+            for name in ("label", "instance")
+        )
+        and "label" in entry
+        and "instance" in entry
+    )
 
 
 class CachedDataset:
@@ -201,10 +246,12 @@ class CachedDataset:
 
     def _load(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         path = self.cache_dir / self.split / name
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError):
-            array = None
+        array = None
+        if path.is_file():  # (a pipe in its place would block the open)
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                pass
         if array is None or array.shape != shape or array.dtype != np.uint8:
             raise DataError(
                 f"{path}: missing, truncated or not uint8 {shape} as its index says; rebuild the "

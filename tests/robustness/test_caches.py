@@ -249,3 +249,35 @@ def test_a_pipe_in_place_of_the_cached_images_does_not_block(data_cache):
     error = opened(data_cache)
     assert isinstance(error, DataError)
     assert error.problems[0].startswith(f"{images}: missing, truncated or not uint8")
+
+
+@pytest.mark.parametrize("damage", ["pipe", "deep nesting", "count off"])
+def test_prepare_over_a_damaged_index_neither_blocks_nor_keeps_it(tmp_path, damage):
+    """An index that is still recognisably cityseg's is rebuilt; one that is not (a pipe, not
+    JSON) marks no split of cityseg's, which is left as it is, with one line."""
+    pairs = write_pairs(tmp_path / "pairs", 3, 32)
+    prepare_cache(pairs, tmp_path / "cache", size=(16, 32), workers=1)
+    path = tmp_path / "cache" / "train" / "index.json"
+    if damage == "pipe":
+        path.unlink()
+        os.mkfifo(path)
+    else:
+        path.write_text(_damage(json.loads(path.read_text()), damage))
+    result: list = []
+
+    def prepare() -> None:
+        try:
+            result.append(prepare_cache(pairs, tmp_path / "cache", size=(16, 32), workers=1))
+        except DataError as error:
+            result.append(error)
+
+    worker = threading.Thread(target=prepare, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert result, "data prepare blocked on the index"
+    if damage == "count off":
+        assert not result[0][0].up_to_date  # rebuilt
+        assert len(CachedDataset(tmp_path / "cache", "train")) == 3
+    else:
+        assert isinstance(result[0], DataError)
+        assert result[0].problems[0].startswith(f"{path.parent}: exists and is not a cache split")

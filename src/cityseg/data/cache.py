@@ -95,11 +95,8 @@ def read_index(cache_dir: str | Path, split: str) -> dict:
     problem = limits.regular_file_problem(path, MAX_INDEX_BYTES)
     if problem is not None:
         raise DataError(f"{path}: {problem}; rebuild the cache with `cityseg data prepare`")
-    try:
-        index = json.loads(path.read_bytes(), parse_constant=_no_constant)
-    except (OSError, ValueError, RecursionError):  # (also bytes that are not UTF-8)
-        index = None
-    if not _sound_index(index):
+    index = load_index(path)
+    if not sound_index(index):
         raise DataError(
             f"{path}: not a {CACHE_FORMAT} index (corrupt or from another version); rebuild the "
             f"cache with `cityseg data prepare ROOT --out {cache_dir}`"
@@ -107,11 +104,23 @@ def read_index(cache_dir: str | Path, split: str) -> dict:
     return index
 
 
+def load_index(path: Path) -> object:
+    """The JSON of the index at ``path``, or None when it is not a regular file of at most
+    ``MAX_INDEX_BYTES`` (a pipe there is not opened: it would block) or not JSON (deep nesting
+    and ``Infinity`` included)."""
+    if not path.is_file() or limits.regular_file_problem(path, MAX_INDEX_BYTES) is not None:
+        return None
+    try:
+        return json.loads(path.read_bytes(), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError):  # (also bytes that are not UTF-8)
+        return None
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} in an index")
 
 
-def _sound_index(index: object) -> bool:
+def sound_index(index: object) -> bool:
     """Whether ``index`` has every field a :class:`CachedDataset` reads, of its type."""
     if not isinstance(index, dict) or index.get("format_version") != CACHE_FORMAT:
         return False

@@ -42,7 +42,9 @@ from cityseg.data.cache import (
     IMAGES_FILE,
     INDEX_FILE,
     LABELS_FILE,
+    load_index,
     sample_to_json,
+    sound_index,
     source_fingerprint,
 )
 from cityseg.data.formats import dataset_splits, detect_format, open_files
@@ -299,15 +301,12 @@ def _write_item(index: int) -> int:
     return index
 
 
-def _existing_index(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def _existing_index(folder: Path) -> object:
+    return load_index(folder / INDEX_FILE)  # (bounded; None when not readable JSON)
 
 
 def _matches(index, root, data_format, fingerprint, size, max_images) -> bool:
-    if not isinstance(index, dict) or index.get("format_version") != CACHE_FORMAT:
+    if not sound_index(index):  # (a damaged index is rebuilt, not kept)
         return False
     same_size = index.get("native_size") if size is None else index.get("size") == list(size)
     return (

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class DataConfig:
     val_fraction: float = 0.1
     """Fraction of the training split held out for validation (chosen by ``train.seed``) when
     ``val_split`` does not exist (the pairs format has no val split); 0 = no validation."""
+    val_cities: list[str] | None = None
+    """Cities of the training split held out for validation, instead of ``val_fraction``, when
+    ``val_split`` does not exist: validation then sees streets no training image shows (for pairs,
+    the city of each file number comes from the official file order, :mod:`cityseg.data.cities`)."""
     max_images: int | None = None
     """Use at most this many training images (a random subset chosen by ``train.seed``)."""
     max_val_images: int | None = None
@@ -233,6 +238,8 @@ expand to; a whole configuration has about a hundred."""
 MAX_YAML_DEPTH = 32
 """The deepest nesting of lists and mappings in a configuration file or an override."""
 MIN_SIDE = architectures.MIN_SIZE
+CITY = re.compile(r"[a-z][a-z0-9-]{0,63}")
+"""A city name of ``data.val_cities``: lowercase, as in the official file names."""
 """The smallest side of ``data.size`` and ``data.crop`` (the networks' smallest input)."""
 MAX_WIDTH = 8192
 """The most channels a level of the network may have."""
@@ -463,6 +470,13 @@ def _check_data(data: DataConfig) -> list[str]:
                 "be mostly padding; choose a smaller data.crop or a larger data.size"
             )
     problems += _range("data.val_fraction", data.val_fraction, 0, 1, high_open=True)
+    if data.val_cities is not None and (
+        not data.val_cities or not all(CITY.fullmatch(city) for city in data.val_cities)
+    ):
+        problems.append(
+            f"data.val_cities: expected a list of city names in lowercase (e.g. [ulm, zurich]), "
+            f"got {_shown(data.val_cities)}"
+        )
     problems += _range("data.hflip", data.hflip, 0, 1)
     problems += _range("data.color_jitter", data.color_jitter, 0, 1, high_open=True)
     problems += _range("data.rotation", data.rotation, 0, 180)

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, d
 
 from cityseg import faults, processes
 from cityseg.config import DataConfig
+from cityseg.data.cities import city_of
 from cityseg.data.datasets import open_dataset
 from cityseg.data.formats import dataset_splits, detect_format
 from cityseg.data.transforms import EvalTransform, TrainTransform
@@ -161,6 +162,16 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
         val = _open(root, config.val_split, data_format, config)
         _require_labels(val, root, config.val_split)
         how = f"split {config.val_split!r}"
+    elif config.val_cities:
+        held_out = held_out_cities(train, data_format, config.train_split, config.val_cities)
+        if len(held_out) >= total:
+            raise DataError(
+                f"{root}: data.val_cities {config.val_cities} are every training image's cities; "
+                "leave some to train on"
+            )
+        val = SubsetDataset(train, held_out)
+        train_indices = sorted(set(train_indices) - set(held_out))
+        how = f"cities {', '.join(config.val_cities)} held out of {config.train_split!r}"
     elif config.val_fraction > 0:
         held_out = set(
             rng.permutation(total)[: max(1, round(total * config.val_fraction))].tolist()
@@ -180,6 +191,24 @@ def open_splits(config: DataConfig, seed: int) -> Splits:
         f"{len(val) if val is not None else 0} validation ({how})"
     )
     return Splits(train, val, data_format, description)
+
+
+def held_out_cities(dataset, data_format: str, split: str, cities: list[str]) -> list[int]:
+    """Indices of ``dataset``'s samples whose city is one of ``cities``.
+
+    Raises:
+        DataError: a city with no image in the split (the message lists the split's cities).
+    """
+    found = [city_of(sample.frame_id, data_format, split) for sample in dataset.samples]
+    missing = [city for city in cities if city not in found]
+    if missing:
+        present = sorted({city for city in found if city is not None}) or "none known"
+        raise DataError(
+            f"{dataset.root}: no image of {missing} in split {split!r} (data.val_cities); "
+            f"its cities: {present}"
+        )
+    wanted = set(cities)
+    return [index for index, city in enumerate(found) if city in wanted]
 
 
 def _open(root: Path, split: str, data_format: str, config: DataConfig):

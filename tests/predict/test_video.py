@@ -10,11 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from cityseg.cli import main
 from cityseg.data.io import read_label_png, read_rgb
 from cityseg.errors import DataError
 from cityseg.predict import OnnxSegmenter, Segmenter
+from cityseg.predict.video import ProbabilityAverage, predict_video
 from cityseg.visualize.colors import overlay
 
 FPS = 12.0
@@ -80,6 +82,49 @@ def test_smoothing_with_alpha_one_is_no_smoothing(segmenter, clip, tmp_path):
     heavy = segmenter.predict_video(clip, tmp_path / "heavy", outputs=["trainIds"], smooth=0.2,
                                     progress=False)  # fmt: skip
     assert read_label_png(heavy.written[0]).shape == (64, 128)
+
+
+class HostSmoothing:
+    """A segmenter that smooths in numpy: it has only the probabilities of the torch one."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.predict_batch = segmenter.predict_batch
+        self.probabilities_batch = segmenter.probabilities_batch
+
+
+def test_smoothing_on_the_device_gives_the_host_average_and_copies_back_only_labels(
+    segmenter, clip, tmp_path, monkeypatch
+):
+    host = predict_video(HostSmoothing(segmenter), clip, tmp_path / "host", outputs=["trainIds"],
+                         smooth=0.3, batch_size=3, progress=False)  # fmt: skip
+    copied = []
+    to_numpy = torch.Tensor.numpy
+
+    def counted(tensor, *args, **kwargs):
+        copied.append(tensor.dtype)
+        return to_numpy(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "numpy", counted)
+    device = segmenter.predict_video(clip, tmp_path / "device", outputs=["trainIds"], smooth=0.3,
+                                     batch_size=3, progress=False)  # fmt: skip
+    assert copied == [torch.uint8] * 3  # one copy of labels per batch of 3, 3, 1 frames
+    assert len(host.written) == len(device.written) == FRAMES
+    for a, b in zip(host.written, device.written, strict=True):
+        assert np.array_equal(read_label_png(a), read_label_png(b))
+    plain = segmenter.predict_video(clip, tmp_path / "plain", outputs=["trainIds"],
+                                    progress=False)  # fmt: skip
+    smoothed = [read_label_png(path) for path in device.written]
+    assert any(not np.array_equal(read_label_png(a), b)
+               for a, b in zip(plain.written, smoothed, strict=True))  # fmt: skip
+
+
+def test_the_host_average_weighs_the_current_frame_by_smooth():
+    frames = [np.array([[[0.6]], [[0.4]]], np.float32), np.array([[[0.2]], [[0.8]]], np.float32)]
+    average = ProbabilityAverage(lambda images: np.stack([frames[int(i)] for i in images]), 0.2)
+    assert average(np.array([0])).tolist() == [[[0]]]
+    assert average(np.array([1])).tolist() == [[[0]]]  # 0.2 * (0.2, 0.8) + 0.8 * (0.6, 0.4)
+    assert average.average.ravel() == pytest.approx([0.52, 0.48])
+    assert average(np.array([1, 1])).tolist() == [[[1]], [[1]]]  # (0.456, 0.544), then more
 
 
 def test_a_folder_of_frames_is_a_sequence(segmenter, scenes, tmp_path):

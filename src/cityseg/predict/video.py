@@ -3,15 +3,17 @@
 A source is a video file OpenCV can decode (mp4, avi, mov, mkv) or a folder of frames (PNG or
 JPEG, taken in name order, each turned upright by its EXIF orientation tag as a photo is).
 :func:`predict_video` segments its frames in batches, optionally smooths the class probabilities
-over time (an exponential moving average, ``smooth``: the weight of the current frame, 1 = none),
-and writes ``<stem>_overlay.mp4`` at the source's frame rate, and as asked ``<stem>_color.mp4``
-and per-frame ``<stem>_frames/<stem>_NNNNNN_labelIds.png`` / ``_trainIds.png``.
+over time (an exponential moving average, ``smooth``: the weight of the current frame, 1 = none;
+kept on the segmenter's device by the torch segmenter, only each frame's uint8 trainIds copied
+back to the host; in numpy by the ONNX one), and writes ``<stem>_overlay.mp4`` at the source's
+frame rate, and as asked ``<stem>_color.mp4`` and per-frame
+``<stem>_frames/<stem>_NNNNNN_labelIds.png`` / ``_trainIds.png``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -51,13 +53,52 @@ class VideoResult:
 
 
 class FrameSegmenter(Protocol):
-    """What :func:`predict_video` needs of a segmenter."""
+    """What :func:`predict_video` needs of a segmenter. One that also has
+    ``smoothed_labels(smooth)`` (a callable like :class:`ProbabilityAverage`) smooths with its
+    own: the torch segmenter keeps the average on its device."""
 
     def predict_batch(self, images: np.ndarray) -> np.ndarray:
         """TrainIds (N, H, W) uint8 of RGB uint8 frames (N, H, W, 3)."""
 
     def probabilities_batch(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C, H, W) float32 of RGB uint8 frames (N, H, W, 3)."""
+
+
+class ProbabilityAverage:
+    """The trainIds of consecutive frames whose class probabilities are averaged over time, in
+    numpy: the average of frame t is ``smooth * p_t + (1 - smooth) * average_(t-1)``, that of the
+    first frame its own probabilities, and each frame's trainIds are its average's argmax.
+
+    Args:
+        probabilities_batch: class probabilities (N, C, H, W) float32 of frames (N, H, W, 3).
+        smooth: the weight of the current frame, in (0, 1] (1: no smoothing).
+    """
+
+    def __init__(
+        self, probabilities_batch: Callable[[np.ndarray], np.ndarray], smooth: float
+    ) -> None:
+        self.probabilities_batch, self.smooth = probabilities_batch, smooth
+        self.average: np.ndarray | None = None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """TrainIds (N, H, W) uint8 of the next frames (N, H, W, 3) of the sequence, in order."""
+        labels = []
+        for probabilities in self.probabilities_batch(images):
+            if self.average is None:
+                self.average = probabilities
+            else:
+                self.average = self.smooth * probabilities + (1 - self.smooth) * self.average
+            labels.append(self.average.argmax(axis=0).astype(np.uint8))
+        return np.stack(labels)
+
+
+def smoothed_labels(segmenter: FrameSegmenter, smooth: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The segmenter's own smoothing (``smoothed_labels``) where it has one, else
+    :class:`ProbabilityAverage` of its probabilities."""
+    own = getattr(segmenter, "smoothed_labels", None)
+    if own is not None:
+        return own(smooth)
+    return ProbabilityAverage(segmenter.probabilities_batch, smooth)
 
 
 class FrameSource:
@@ -210,21 +251,15 @@ def predict_video(
     }
     written = [planned[kind] for kind in writers]
     frame_dir = planned["labelIds"]
-    state: np.ndarray | None = None
+    if smooth is None:
+        label_frames = segmenter.predict_batch
+    else:
+        label_frames = smoothed_labels(segmenter, smooth)
     count, started = 0, time.perf_counter()
     bar = tqdm(total=frames.count or None, desc=stem, unit="frame", disable=not progress)
     try:
         for batch in _batches(frames.frames(), batch_size):
-            if smooth is None:
-                predicted = list(np.asarray(segmenter.predict_batch(np.stack(batch))))
-            else:
-                predicted = []
-                for probabilities in segmenter.probabilities_batch(np.stack(batch)):
-                    if state is None:
-                        state = probabilities
-                    else:
-                        state = smooth * probabilities + (1 - smooth) * state
-                    predicted.append(state.argmax(axis=0).astype(np.uint8))
+            predicted = list(np.asarray(label_frames(np.stack(batch))))
             for frame, train_ids in zip(batch, predicted, strict=True):
                 if "overlay" in writers:
                     picture = overlay(frame, train_ids, alpha)

@@ -65,8 +65,17 @@ def _needs_network(command: Command) -> bool:
     return _is_cityseg(command) and (download or hub)
 
 
+REAL_DATA = ("data/cityscapes", "data/pairs")
+"""Where the documentation keeps the real data sets (``cityseg data download ... --out`` them)."""
+
+
 def _reads_real_data(command: Command) -> bool:
-    return any("../shared/" in word for word in (*command.words, *command.block_variables.values()))
+    """It reads a real data set, or its block's variable names one."""
+    variables = command.block_variables.values()
+    in_variables = any(
+        v.rstrip("/") == p or v.startswith(p + "/") for v in variables for p in REAL_DATA
+    )
+    return _reads(command, set(REAL_DATA)) or in_variables
 
 
 SKIP_RULES = (
@@ -79,7 +88,9 @@ SKIP_RULES = (
         _program("torchrun"),
     ),
     Rule("network", "downloads or uploads (`data download --from-zip` runs)", _needs_network),
-    Rule("real data", "reads ../shared, or its block's variable names it", _reads_real_data),
+    Rule(
+        "real data", "reads data/cityscapes or data/pairs, or its block names one", _reads_real_data
+    ),
     Rule("elided", "`...` stands for arguments left out", lambda c: "..." in c.words),
 )
 AFTER_SKIPPED = Rule(
@@ -101,8 +112,8 @@ EXPECTED_SKIPS = {
         "cityseg data download cityscapes --out data/cityscapes --packages gtFine_trainvaltest",
     ),
     ("network", "cityseg data download pairs --out data/pairs"),
-    ("real data", "cityseg data check ../shared/data/cityscapes"),
-    ("real data", "cityseg data check ../shared/data/pairs"),
+    ("real data", "cityseg data check data/cityscapes"),
+    ("real data", "cityseg data check data/pairs"),
     (
         "several processes",
         "torchrun --nproc_per_node 4 -m cityseg train --config configs/cityscapes.yaml "
@@ -111,7 +122,7 @@ EXPECTED_SKIPS = {
     (
         "real data",
         "cityseg train --config configs/tiny.yaml --out runs/pairs300 "
-        "data.root=../shared/data/pairs data.format=pairs data.max_images=300 "
+        "data.root=data/pairs data.format=pairs data.max_images=300 "
         "data.max_val_images=null train.epochs=10",
     ),
     (
@@ -135,11 +146,11 @@ EXPECTED_SKIPS = {
         "train.freeze_encoder_epochs=1",
     ),
     # docs/pretrained.md: the shipped model's recipe and its studies, on the real pairs photos
-    ("real data", "cityseg data prepare ../shared/data/pairs --out CACHE --size 128x256"),
+    ("real data", "cityseg data prepare data/pairs --out CACHE --size 128x256"),
     (
         "real data",
         "cityseg train --config configs/pretrained_pairs.yaml --out runs/pretrained_pairs "
-        "data.root=../shared/data/pairs data.cache=CACHE",
+        "data.root=data/pairs data.cache=CACHE",
     ),
     (
         "real data",
@@ -160,21 +171,20 @@ EXPECTED_SKIPS = {
     (
         "real data",
         "cityseg train --config configs/pairs_unet.yaml --out runs/unet "
-        "data.root=../shared/data/pairs data.cache=CACHE train.epochs=8",
+        "data.root=data/pairs data.cache=CACHE train.epochs=8",
     ),
     (
         "real data",
         "cityseg train --config configs/pairs_lite0.yaml --out runs/lite0 "
-        "data.root=../shared/data/pairs data.cache=CACHE",
+        "data.root=data/pairs data.cache=CACHE",
     ),
     (
         "real data",
         "cityseg train --config configs/pairs_lite0.yaml --out runs/none "
-        "data.root=../shared/data/pairs data.cache=CACHE model.encoder_weights=none",
+        "data.root=data/pairs data.cache=CACHE model.encoder_weights=none",
     ),
-    # README and docs/deploy.md: the Hugging Face Hub, and int8 measured on the real pairs photos
+    # docs/deploy.md: the Hugging Face Hub, and int8 measured on the real pairs photos
     ("pip", "pip install 'cityseg[hub]'"),
-    ("network", "cityseg hub push CKPT --repo USER/NAME '[--private]' '[--eval' 'eval_val/]'"),
     ("network", "cityseg predict --pretrained hf:USER/NAME photos/ --out pred/"),
     (
         "network",
@@ -187,7 +197,7 @@ EXPECTED_SKIPS = {
         "cityseg train --config configs/pairs.yaml --out runs/tuned data.root=ROOT "
         "train.init_from=hf:USER/NAME",
     ),
-    ("real data", "python scripts/int8_sets.py ../shared/data/pairs --out /tmp/int8_sets"),
+    ("real data", "python scripts/int8_sets.py data/pairs --out /tmp/int8_sets"),
     (
         "after a skipped command",
         "cityseg export src/cityseg/pretrained/pairs.pt --out /tmp/int8/pairs_int8.onnx "
@@ -380,7 +390,7 @@ def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_pa
         "Text `cityseg inline` is no command.\n"
         "```python\nprint('```bash is text here')\n```\n"
         "```bash\n"
-        "DATA=../shared/data/pairs   # or generated\n"
+        "DATA=data/pairs   # or generated\n"
         "cityseg train --out 'runs/a b' data.root=$DATA \\\n"
         "    train.epochs=2   # a comment\n"
         "\n"
@@ -396,16 +406,16 @@ def test_bash_blocks_give_commands_joined_without_comments_with_variables(tmp_pa
         (
             "guide.md:7",
             0,
-            "cityseg train --out 'runs/a b' data.root=../shared/data/pairs train.epochs=2",
+            "cityseg train --out 'runs/a b' data.root=data/pairs train.epochs=2",
         ),
         ("guide.md:11", 0, "cityseg predict CKPT 'more/*.jpg' --out pred/ '[--mode' 'slide]'"),
-        ("guide.md:17", 1, "cityseg evaluate ../shared/data/pairs/x"),
+        ("guide.md:17", 1, "cityseg evaluate data/pairs/x"),
         ("guide.md:18", 1, "python - '<<EOF'"),
         ("guide.md:21", 1, "cityseg score P"),
     ]
     assert commands[3].stdin == "print('not a command') \\\n" and commands[4].stdin is None
     assert commands[1].words[3:5] == ("more/*.jpg", "--out")
-    assert commands[0].block_variables == {"DATA": "../shared/data/pairs"}
+    assert commands[0].block_variables == {"DATA": "data/pairs"}
     assert commands[2].block_variables == {}
 
 
@@ -453,11 +463,11 @@ def test_placeholders_name_generated_data_and_the_shrink_is_only_appended():
 def test_a_command_reading_what_a_skipped_one_writes_is_skipped_after_it():
     commands = [
         _command("torchrun -m cityseg train --config configs/tiny.yaml --out RUN"),
-        _command("cityseg data download pairs --out data/pairs"),
-        _command("cityseg data download pairs --out data/pairs --from-zip archive.zip"),
+        _command("cityseg data download pairs --out data/kaggle"),
+        _command("cityseg data download pairs --out data/kaggle --from-zip archive.zip"),
         _command("cityseg evaluate RUN/checkpoint_best.pt --data ROOT"),
         _command("cityseg train --resume RUN"),
-        _command("cityseg train --config configs/tiny.yaml --out runs/x data.root=data/pairs/"),
+        _command("cityseg train --config configs/tiny.yaml --out runs/x data.root=data/kaggle/"),
         _command("cityseg evaluate RUNS/checkpoint_best.pt --data ROOT"),
         _command("cityseg hub push CKPT --repo USER/NAME"),
         _command("cityseg train --out runs/y train.init_from=hf:USER/NAME"),

@@ -1,7 +1,8 @@
 """The training configurations the benchmarks compare, by name.
 
-``tiny`` is configs/tiny.yaml's network and batch; ``peer`` milesial/Pytorch-UNet's defaults
-(width 64, depth 4, transposed convolutions, batch 1) at 128x128, ``peer8`` the same at batch 8;
+``tiny`` is configs/tiny.yaml's network and batch; ``unet64`` a width-64 U-Net (depth 4,
+transposed convolutions, batch 1: the common reference U-Net's defaults) at 128x128,
+``unet64-b8`` the same at batch 8;
 ``pairs`` the shipped model's network and batch (configs/pretrained_pairs.yaml) and ``demo-half``
 the same at the demo's first, half-size stage. Each gives the network (ModelConfig fields), the
 size and the batch.
@@ -15,11 +16,11 @@ LITE0 = {
     "encoder_weights": "none",
     "decoder_widths": [128, 64, 48, 32, 16],
 }
-PEER = {"base_width": 64, "depth": 4, "upsampling": "transpose"}
+UNET64 = {"base_width": 64, "depth": 4, "upsampling": "transpose"}
 PRESETS = {
     "tiny": {"model": {"base_width": 16, "depth": 4}, "size": "128x256", "batch_size": 8},
-    "peer": {"model": PEER, "size": "128x128", "batch_size": 1},
-    "peer8": {"model": PEER, "size": "128x128", "batch_size": 8},
+    "unet64": {"model": UNET64, "size": "128x128", "batch_size": 1},
+    "unet64-b8": {"model": UNET64, "size": "128x128", "batch_size": 8},
     "pairs": {"model": LITE0, "size": "128x256", "batch_size": 8},
     "demo-half": {"model": LITE0, "size": "64x128", "batch_size": 8},
 }

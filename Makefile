@@ -46,5 +46,10 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports
 
+# One training epoch of configs/tiny.yaml's network: a notebook-style loop, cityseg's data path in
+# float32 and cityseg's default, each in its own process; prints the table and ratios (BENCHMARKS.md).
+bench: install
+	$(BIN)/python benchmarks/bench_epoch.py --preset tiny
+
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

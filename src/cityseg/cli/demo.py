@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
         "--preset",
         choices=["quick", "default", "long"],
         default="default",
-        help="quick: under a minute, smoke test; default: about 5 minutes; long: better model",
+        help="quick: under a minute, smoke test; default: a few minutes; long: better model",
     )
     parser.add_argument("--train-images", type=int, help="generated training frames")
     parser.add_argument("--val-images", type=int, help="generated validation frames")

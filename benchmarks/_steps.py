@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-PHASES = ("to device + normalise", "forward", "loss", "backward", "optimizer")
+from cityseg.train.step import PHASES  # noqa: F401 (the step's phases, for bench_profile)
 
 
 def build_step(
@@ -18,17 +18,19 @@ def build_step(
 ) -> Callable[[], None]:
     """One training step of the network of ``config`` (a ModelConfig) as the trainer runs it
     (cuDNN settings, pinned batches and the trainer's optimizer included), on a fixed random
-    uint8 batch. Its phases are marked for torch.profiler (``PHASES``)."""
+    uint8 batch: :class:`cityseg.train.step.TrainingStep` itself, whose phases are marked for
+    torch.profiler (``PHASES``)."""
     import torch
 
     from cityseg.config import TrainConfig
     from cityseg.model import model_normalization
     from cityseg.runtime.device import configure_determinism
-    from cityseg.runtime.normalize import Normalize, batch_to_device
+    from cityseg.runtime.normalize import Normalize
     from cityseg.runtime.precision import Precision
     from cityseg.train.build import build_model
     from cityseg.train.losses import SegmentationLoss
     from cityseg.train.schedules import build_optimizer
+    from cityseg.train.step import TrainingStep
 
     configure_determinism(TrainConfig().deterministic, device)
     torch.manual_seed(0)
@@ -46,20 +48,9 @@ def build_step(
     norm = model_normalization(config.model_kwargs())
     normalize = Normalize(norm["mean"], norm["std"], channels_last).to(device)
 
-    phase = torch.profiler.record_function
+    step = TrainingStep(step_model, criterion, optimizer, scaler, precision, normalize)
 
-    def step() -> None:
-        with phase(PHASES[0]):
-            x, y = batch_to_device(images, targets, normalize)
-        with phase(PHASES[1]), precision.autocast():
-            logits = step_model(x)
-        with phase(PHASES[2]):
-            loss = scaler.scale(criterion(logits, y))
-        with phase(PHASES[3]):
-            loss.backward()
-        with phase(PHASES[4]):
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+    def one_step() -> None:
+        step(images, targets)
 
-    return step
+    return one_step

@@ -5,8 +5,8 @@ batch, height and width, and holds the normalisation, so a consumer needs no pre
 :mod:`cityseg.predict.onnx_segmenter` for its inputs, outputs and metadata, and for running it.
 
 Two exporters: the TorchScript-based one (``dynamo=False``, the default: faster, no extra package)
-and the ``torch.export``-based one (``dynamo=True``: slower, needs the ``onnxscript`` package; see
-BENCHMARKS.md, section 6). Both give the same outputs to within 1e-5.
+and the ``torch.export``-based one (``dynamo=True``: slower, needs the ``onnxscript`` package).
+Both give the same outputs to within 1e-5.
 
 Example:
     >>> from cityseg.export import export_checkpoint

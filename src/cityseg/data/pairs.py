@@ -18,12 +18,13 @@ Why 40 and 0.5: frames 1..8 are aachen_000000..000007_000019, whose labelIds are
 Cityscapes data. Against them (nearest-neighbour downscaled), these rules decode 89.3% of pixels
 and put a class absent from the pixel's neighbourhood on 0.5% of them; a plain nearest-colour rule
 with a threshold of 25 decodes as many (89.1%) with twice the wrong classes (1.0%), and with no
-threshold at all, 4.9%. The pixels left undecoded lie almost all on class boundaries. On 200 real
-images (every 15th), the rules decide: exact 15.1%, near 73.3%, far 5.4%, ambiguous 6.2%.
+threshold at all, 4.9%. The pixels left undecoded lie almost all on class boundaries. On 200
+images of the Kaggle pairs data (every 15th), the rules decide: exact 15.1%, near 73.3%, far
+5.4%, ambiguous 6.2%.
 
 Decoding runs per sample during training, so the rules are precomputed into a lookup table over
 RGB quantised to 64 levels per channel (256 KiB), applied with numpy indexing (a fraction of the
-JPEG decode's time, BENCHMARKS.md, section 6), agreeing with the unquantised rules on 99.6% of
+JPEG decode's time), agreeing with the unquantised rules on 99.6% of
 pixels.
 """
 

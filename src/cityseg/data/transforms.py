@@ -156,7 +156,7 @@ def jitter_colors(image: np.ndarray, strength: float, rng: np.random.Generator) 
 
     Brightness and contrast together are one affine map of the intensities, applied as a 256-entry
     lookup table; saturation blends each pixel with its grey value. All in uint8 with OpenCV, far
-    faster than in float32 NumPy (BENCHMARKS.md, section 6).
+    faster than in float32 NumPy.
     """
     brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
     mean = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean()) * brightness

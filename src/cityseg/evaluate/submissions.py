@@ -183,8 +183,8 @@ def _prepare_worker() -> None:
     """Keep freed frame buffers for the next frame.
 
     Raising glibc's mmap and trim thresholds lets each decoded frame reuse the previous one's
-    memory instead of faulting in fresh pages (BENCHMARKS.md, section 6). Nothing here
-    touches OpenCV's thread pool: a forked child that does can hang on the parent's pool.
+    memory instead of faulting in fresh pages. Nothing here touches OpenCV's thread pool: a
+    forked child that does can hang on the parent's pool.
     """
     processes.die_with_parent()
     tune_glibc()

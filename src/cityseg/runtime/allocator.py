@@ -1,12 +1,11 @@
 """Which memory allocator the CPU commands run with (``CITYSEG_ALLOCATOR``).
 
 ``auto`` (the default) is tcmalloc where its library is installed (Debian and Ubuntu:
-``libtcmalloc-minimal4``), otherwise glibc's allocator with two of its thresholds raised. On the
-2-core AMD Zen 4 measured, tcmalloc trained 1.05-1.13x faster than tuned glibc at all four
-benchmarked configurations, tuned glibc 1.0-1.4x faster than glibc as it comes, and jemalloc
-1.5-2.1x slower than tuned glibc (BENCHMARKS.md, section 7); on an Intel Xeon with AMX, glibc as
-it comes beat jemalloc too. The choices by hand: ``tcmalloc``, ``jemalloc`` (preloaded when
-installed), ``glibc`` (``system`` is the same: tuned), ``glibc-defaults`` (as it comes).
+``libtcmalloc-minimal4``), otherwise glibc's allocator with two of its thresholds raised: the
+two that train fastest, in that order (BENCHMARKS.md, the epoch tables of ``bench_epoch.py``;
+jemalloc and glibc as it comes are slower). The choices by hand: ``tcmalloc``, ``jemalloc``
+(preloaded when installed), ``glibc`` (``system`` is the same: tuned), ``glibc-defaults`` (as it
+comes).
 
 Tuned glibc serves blocks up to 256 MiB from the heap instead of fresh ``mmap`` pages and keeps up
 to 1 GiB of freed heap for reuse instead of handing it back to the kernel: a training step frees
@@ -15,9 +14,9 @@ is a new mapping whose pages fault in again (seconds of system time per epoch). 
 are set in-process (``mallopt``); another allocator can only be preloaded before the process
 starts, so the console entry point then re-executes itself once with ``LD_PRELOAD``.
 
-OpenMP's waiting is left as it comes (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE``, which
-cityseg once set, made training steps 1.3-2.4x slower on the idle 2-core Zen 4 (BENCHMARKS.md,
-section 6). On cores shared with other work, the measured step setting picks one thread where
+OpenMP's waiting is left as it comes (a short spin, then sleep): ``OMP_WAIT_POLICY=PASSIVE`` makes
+training steps slower on idle cores (the ``omp-passive`` switch of BENCHMARKS.md's epoch
+tables). On cores shared with other work, the measured step setting picks one thread where
 two lose (:mod:`cityseg.runtime.tuning`), and ``OMP_WAIT_POLICY=PASSIVE`` can still be set by hand.
 """
 

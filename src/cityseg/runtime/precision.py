@@ -7,7 +7,7 @@ inference alike.
   else float16 with a gradient scaler: on a T4, V100 or RTX 20xx bfloat16 is emulated, and slow.
 * CPU: bfloat16 when the CPU computes it natively (``amx_bf16`` or ``avx512_bf16`` in the CPU
   flags: Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later); otherwise float32,
-  since emulated bf16 is slower (BENCHMARKS.md, sections 1, 4 and 6).
+  since emulated bf16 is slower.
 * MPS: float32 (float16 autocast on Apple GPUs is possible with ``precision=fp16``).
 
 That is the rule, and inference follows it. Training on a CPU goes one step further: native bf16

@@ -56,6 +56,16 @@ class DataConfig:
     """Cities of the training split held out for validation, instead of ``val_fraction``, when
     ``val_split`` does not exist: validation then sees streets no training image shows (for pairs,
     the city of each file number comes from the official file order, :mod:`cityseg.data.cities`)."""
+    rare_class_sampling: float | None = None
+    """Rare-class sampling (DAFormer, Hoyer et al. 2022) at this temperature (e.g. 0.01); null =
+    off (every image once an epoch). Each draw picks a class c with probability proportional to
+    exp((1 - f_c) / T), f_c the share of class c among the labelled training pixels, then an image
+    holding c; an epoch is as many draws as there are images. The per-image class counts are
+    computed once and kept in the run folder."""
+    rare_class_min_pixels: int | None = None
+    """With ``rare_class_sampling``: an image is drawn for class c only when c covers more than
+    this many of its pixels at ``data.size`` (fewer are often label noise: the pairs' JPEG
+    colours); null = 0.15% of them, the share DAFormer's 3000 pixels are of a 1024x2048 frame."""
     max_images: int | None = None
     """Use at most this many training images (a random subset chosen by ``train.seed``)."""
     max_val_images: int | None = None
@@ -477,6 +487,8 @@ def _check_data(data: DataConfig) -> list[str]:
             f"data.val_cities: expected a list of city names in lowercase (e.g. [ulm, zurich]), "
             f"got {_shown(data.val_cities)}"
         )
+    problems += _range("data.rare_class_sampling", data.rare_class_sampling, 0, low_open=True)
+    problems += _range("data.rare_class_min_pixels", data.rare_class_min_pixels, 0, MAX_SIDE**2)
     problems += _range("data.hflip", data.hflip, 0, 1)
     problems += _range("data.color_jitter", data.color_jitter, 0, 1, high_open=True)
     problems += _range("data.rotation", data.rotation, 0, 180)

@@ -222,6 +222,14 @@ class CachedDataset:
     def frame_ids(self) -> list[str]:
         return [sample.frame_id for sample in self.samples]
 
+    @property
+    def label_array(self) -> np.ndarray | None:
+        """The memory-mapped (count, H, W) trainIds of the whole split (None when unlabelled):
+        many labels read without their photos, untransformed."""
+        if self._images is None:
+            self._open_arrays()
+        return self._labels
+
     def __len__(self) -> int:
         return len(self.samples)
 

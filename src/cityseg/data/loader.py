@@ -14,10 +14,13 @@
   worker and the batch a :class:`BadBatch`, so that its one-line problem reaches the training loop
   intact (an exception raised in a DataLoader worker comes back wrapped in a traceback).
 * The training sampler can start an epoch part-way (``skip``), for a run resumed mid-epoch.
+* Rare-class sampling (``data.rare_class_sampling``, :mod:`cityseg.data.rare_classes`) replaces
+  the shuffle with draws that favour images holding rare classes, as resumable and as sharded.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,9 +36,22 @@ from cityseg.config import DataConfig
 from cityseg.data.cities import city_of
 from cityseg.data.datasets import open_dataset
 from cityseg.data.formats import dataset_splits, detect_format
+from cityseg.data.rare_classes import (
+    COUNTS_FILE,
+    RareClassPlan,
+    cached_labels,
+    count_table,
+    counts_key,
+    describe_plan,
+    draw_epoch,
+    load_counts,
+    plan_sampling,
+    save_counts,
+)
 from cityseg.data.transforms import EvalTransform, TrainTransform
 from cityseg.data.unreadable import BadSample, read_or_report
 from cityseg.errors import DataError
+from cityseg.labels import CLASS_NAMES, NUM_CLASSES
 
 
 @dataclass
@@ -124,12 +140,73 @@ def collate_reporting(items: list) -> tuple[torch.Tensor, torch.Tensor] | BadBat
 class ResumableSampler(DistributedSampler):
     """``DistributedSampler`` whose next epoch can start after its first ``skip`` indices."""
 
+    note: str | None = None
+    """A line for the start of training about how images are drawn (None: the plain shuffle)."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.skip = 0
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())[self.skip :]
+        self.skip = 0
+        return iter(indices)
+
+
+@dataclass
+class UnsavedCounts:
+    """Class counts to keep in the run folder once the first epoch starts: by then the folder
+    exists and holds the run's configuration (a run that stops before leaves nothing there)."""
+
+    path: Path
+    key: str
+    table: np.ndarray
+
+
+class RareClassSampler(Sampler[int]):
+    """Rare-class sampling (:mod:`cityseg.data.rare_classes`): an epoch of ``length`` draws fixed
+    by (``seed``, epoch), dealt to the processes as ``DistributedSampler`` deals its shuffle
+    (process ``rank`` takes draws ``rank, rank + num_replicas, ...``, ``ceil(length /
+    num_replicas)`` each); like :class:`ResumableSampler`, the next epoch can start after its
+    first ``skip`` indices.
+
+    Args:
+        plan: the class probabilities and the images of each class.
+        length: the draws of an epoch over all processes (the training images).
+        num_replicas: the processes of the job; rank: this one's.
+        seed: with the epoch, fixes the draws.
+        note: the line printed when training starts.
+        unsaved: counts written into the run folder when the first epoch starts (rank 0).
+    """
+
+    def __init__(
+        self,
+        plan: RareClassPlan,
+        length: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        note: str | None = None,
+        unsaved: UnsavedCounts | None = None,
+    ) -> None:
+        self.plan, self.num_replicas, self.rank, self.seed = plan, num_replicas, rank, seed
+        self.num_samples = math.ceil(length / num_replicas)
+        self.note, self.unsaved = note, unsaved
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        if self.unsaved is not None:
+            save_counts(self.unsaved.path, self.unsaved.key, self.unsaved.table)
+            self.unsaved = None
+        draws = draw_epoch(self.plan, self.num_samples * self.num_replicas, self.seed, self.epoch)
+        indices = draws[self.rank :: self.num_replicas][self.skip :].tolist()
         self.skip = 0
         return iter(indices)
 
@@ -260,9 +337,11 @@ def build_loaders(
     world_size: int = 1,
     pin_memory: bool = False,
     cpu: bool = False,
+    run_dir: Path | None = None,
 ) -> tuple[DataLoader, DataLoader | None]:
     """Training and validation loaders; ``batch_size`` is per process and per step, ``cpu`` says
-    the network trains on the CPU (whose cores the loader's workers would share)."""
+    the network trains on the CPU (whose cores the loader's workers would share), ``run_dir``
+    keeps the class counts of rare-class sampling for a resumed run (None: counted each time)."""
     transform = TrainTransform(
         size=config.size,
         crop=config.crop,
@@ -286,7 +365,10 @@ def build_loaders(
             f"{config.root}: {len(train_set)} training images, fewer than one batch of "
             f"{batch_size * world_size}; lower train.batch_size or use more images"
         )
-    sampler = ResumableSampler(train_set, world_size, rank, shuffle=True, seed=seed)
+    if config.rare_class_sampling is None:
+        sampler = ResumableSampler(train_set, world_size, rank, shuffle=True, seed=seed)
+    else:
+        sampler = rare_class_sampler(splits.train, config, seed, rank, world_size, run_dir)
     common["collate_fn"] = collate_reporting
     train = DataLoader(train_set, batch_size, sampler=sampler, drop_last=True, **common)
     if splits.val is None:
@@ -301,6 +383,87 @@ def build_loaders(
         val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common
     )
     return train, val
+
+
+def rare_class_sampler(
+    dataset: Dataset,
+    config: DataConfig,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    run_dir: Path | None = None,
+) -> RareClassSampler:
+    """The :class:`RareClassSampler` of ``config`` over ``dataset`` (the training images), its
+    class counts read back from ``run_dir`` or counted (and kept there by rank 0).
+
+    Raises:
+        DataError: no image holds enough of any class, or (unless ``data.skip_bad_samples``) a
+            label cannot be read.
+    """
+    key = counts_key(dataset, NUM_CLASSES)
+    path = None if run_dir is None or key is None else Path(run_dir) / COUNTS_FILE
+    table = None if path is None else load_counts(path, key, len(dataset), NUM_CLASSES)
+    unsaved = None
+    if table is None:
+        table = class_counts(dataset, config, world_size)
+        if path is not None and rank == 0:
+            unsaved = UnsavedCounts(path, key, table)
+    plan = plan_sampling(
+        table, config.rare_class_sampling, config.rare_class_min_pixels, config.size
+    )
+    if not plan.probabilities.any():
+        least = config.rare_class_min_pixels
+        raise DataError(
+            f"{config.root}: no training image holds more than {least} pixels of any class "
+            "(data.rare_class_min_pixels); lower it"
+        )
+    note = describe_plan(plan, config.rare_class_sampling, CLASS_NAMES)
+    return RareClassSampler(plan, len(dataset), world_size, rank, seed, note, unsaved)
+
+
+class _Labels(Dataset):
+    """The trainIds of a dataset's items; an unreadable item becomes a BadSample."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> np.ndarray | BadSample:
+        return read_or_report(lambda i: self.dataset[i][1], index)
+
+
+def class_counts(dataset: Dataset, config: DataConfig, world_size: int = 1) -> np.ndarray:
+    """The (N, C + 1) class pixels of each image of ``dataset`` and its pixels
+    (:func:`~cityseg.data.rare_classes.count_table`): from a prepared cache's labels in memory,
+    else read by ``data.workers`` DataLoader workers; an unreadable label stops with its problem,
+    or is a row of zeros with ``data.skip_bad_samples``."""
+    in_memory = cached_labels(dataset)
+    if in_memory is not None:
+        labels, rows = in_memory
+        return count_table((labels[row] for row in rows), NUM_CLASSES)
+    loader = DataLoader(
+        _Labels(dataset),
+        batch_size=None,
+        collate_fn=_identity,
+        **worker_options(training_workers(config.workers, world_size)),
+    )
+    return count_table(_readable(loader, config.skip_bad_samples), NUM_CLASSES)
+
+
+def _identity(item):
+    return item
+
+
+def _readable(items, skip_bad: bool) -> Iterator[np.ndarray | None]:
+    for item in items:
+        if not isinstance(item, BadSample):
+            yield item
+        elif skip_bad:
+            yield None
+        else:
+            raise DataError(*item.problems)
 
 
 def start_training_worker(worker_id: int) -> None:

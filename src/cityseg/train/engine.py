@@ -157,6 +157,7 @@ class Trainer:
             info.world_size,
             pin_memory=self.device.type == "cuda",
             cpu=self.device.type == "cpu",
+            run_dir=run_dir,
         )
         if self.val_loader is None and (cfg.schedule == "plateau" or cfg.early_stopping):
             raise ConfigError(
@@ -284,6 +285,8 @@ class Trainer:
         if self.setting_note:
             print_main(info, self.setting_note)
         print_main(info, self.splits.description)
+        if self.train_loader.sampler.note:
+            print_main(info, self.train_loader.sampler.note)
         print_main(info, self._plan_line())
         if self.sync_bn_note:
             print_main(info, self.sync_bn_note)

@@ -163,6 +163,7 @@ def test_train_with_a_pipe_at_the_speed_cache_finishes(tmp_path):
         *train_args(scenes, tmp_path / "run", "train.max_iterations=1", "train.epochs=1"),
         "train.precision=auto",
         "train.channels_last=auto",
+        "train.deterministic=false",  # (a deterministic run takes the rule's setting unread)
         timeout=300,
         CITYSEG_CACHE_DIR=str(cache),
     )

@@ -144,7 +144,7 @@ def test_too_few_images_are_reported_before_the_step_setting_is_measured(
     scenes, tmp_path, monkeypatch, capsys, overrides, message
 ):
     monkeypatch.setattr(step_setting, "fastest_setting", refuse_to_measure)
-    auto = ("train.precision=auto", "train.channels_last=auto")
+    auto = ("train.precision=auto", "train.channels_last=auto", "train.deterministic=false")
     assert in_process(*train_args(scenes, tmp_path / "run", *auto, *overrides)) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
@@ -153,12 +153,13 @@ def test_with_enough_images_the_same_run_measures_its_step_setting(scenes, tmp_p
     """(The control of the test above: its configuration is one that measures.)"""
     measured = []
 
-    def first_setting(key, settings, make_step, folder=None):
+    def first_setting(key, settings, make_step, folder=None, planned_steps=None):
         measured.append(settings)
         return settings[0], ""
 
     monkeypatch.setattr(step_setting, "fastest_setting", first_setting)
-    auto = ("train.precision=auto", "train.channels_last=auto", "train.max_iterations=1")
+    auto = ("train.precision=auto", "train.channels_last=auto", "train.deterministic=false")
+    auto += ("train.max_iterations=1",)
     assert in_process(*train_args(scenes, tmp_path / "run", *auto)) == 0
     assert len(measured) == 1 and len(measured[0]) > 1
 

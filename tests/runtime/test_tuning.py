@@ -144,3 +144,109 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CITYSEG_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert tuning.cache_folder() == tmp_path / "xdg" / "cityseg"
+
+
+class FakeClock:
+    """``time.perf_counter`` of :mod:`cityseg.runtime.tuning`, moved on only by fake steps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def fake_steps(clock: FakeClock, seconds: dict, calls: list, build: float = 0.0, built=None):
+    """A step factory on ``clock``: building a step takes ``build`` s (and is noted in ``built``),
+    a step its setting's seconds."""
+
+    def make_step(setting: StepSetting):
+        clock.now += build
+        if built is not None:
+            built.append(setting)
+
+        def step() -> None:
+            calls.append(setting)
+            clock.now += seconds[setting]
+
+        return step
+
+    return make_step
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(tuning, "time", fake)
+    return fake
+
+
+def test_a_run_too_short_for_the_measurement_to_pay_takes_the_rule_unmeasured(tmp_path):
+    least = tuning.least_steps_to_measure(len(SETTINGS))
+    assert least == 120  # a step of each of 4 candidates at 1.5x the rule's within 5% of the run
+    choice, note = fastest_setting("net", SETTINGS, refusing_steps, tmp_path, least - 1)
+    assert choice == SETTINGS[0]
+    assert note == (
+        "speed: bf16, channels_last, the rule's, unmeasured: a run of 119 steps is too short for "
+        "measuring 4 settings to pay (at most 5% of a run; measured from 120 steps)"
+    )
+    assert not (tmp_path / "speed.json").exists()  # a longer run measures
+
+
+def test_a_measurement_that_would_cost_more_than_its_share_is_skipped(tmp_path, clock):
+    seconds = {BF16_CL: 0.1, BF16: 0.1, FP32_CL: 0.1, FP32: 0.05}
+    calls: list[StepSetting] = []
+    # the rule's copy takes 1 s to build: a round of all four about 4 x (1.1 + 1.5 x 0.1) = 5 s,
+    # more than 5% of 500 steps of 0.1 s
+    built: list[StepSetting] = []
+    steps = fake_steps(clock, seconds, calls, build=1.0, built=built)
+    choice, note = fastest_setting("net", SETTINGS, steps, tmp_path, planned_steps=500)
+    assert choice == BF16_CL and calls == [BF16_CL, BF16_CL]  # built, stepped, a step timed
+    assert note == (
+        "speed: bf16, channels_last, the rule's, unmeasured: measuring 4 settings (about 5 s) "
+        "would cost more than 5% of this run (500 steps of 100 ms)"
+    )
+    assert not (tmp_path / "speed.json").exists()
+    calls.clear()
+    built.clear()
+    choice, note = fastest_setting("net", SETTINGS, steps, tmp_path, planned_steps=1100)
+    assert choice == FP32 and "the fastest of a step measured in" in note
+    assert calls[:2] == [BF16_CL, BF16_CL] and built == SETTINGS  # the rule's copy built once
+
+
+def test_rounds_of_the_measurement_stop_where_the_share_runs_out(tmp_path, clock):
+    seconds = dict.fromkeys(SETTINGS, 0.1)  # all close calls: unbounded, 6 rounds in all
+    calls: list[StepSetting] = []
+    unbounded = fake_steps(clock, seconds, calls)
+    fastest_setting("net", SETTINGS, unbounded, tmp_path / "unbounded")
+    assert len(calls) == 8 * (2 + tuning.CLOSE_CALL_STEPS)
+    calls.clear()
+    clock.now = 0.0
+    # 300 steps of 0.1 s: 1.5 s to measure in; the estimate (0.2 s) and a round (0.8 s) fit,
+    # a second round does not
+    choice, note = fastest_setting("net", SETTINGS, unbounded, tmp_path, planned_steps=300)
+    assert len(calls) == 2 + 8 and clock.now <= 0.05 * 300 * 0.1
+    assert "measured in" in note and "remembered in" in note
+    clock.now = 0.0
+    calls.clear()
+    fastest_setting("net", SETTINGS, unbounded, tmp_path / "long", planned_steps=10**6)
+    assert len(calls) == 2 + 8 * (2 + tuning.CLOSE_CALL_STEPS)
+
+
+def test_a_measurement_marked_stale_is_measured_again(tmp_path):
+    seconds = {BF16_CL: 0.02, BF16: 0.02, FP32_CL: 0.001, FP32: 0.02}
+    fastest_setting("net", SETTINGS, sleeping_steps(seconds, []), tmp_path)
+    path = tmp_path / "speed.json"
+    known = json.loads(path.read_text())
+    (entry,) = known.values()
+    entry["stale"] = True  # as a run whose steps disagreed with it marks it
+    path.write_text(json.dumps(known))
+    choice, note = fastest_setting("net", SETTINGS, refusing_steps, tmp_path, planned_steps=10)
+    assert choice == BF16_CL and "the rule's, unmeasured (measured before, found stale)" in note
+    faster = {BF16_CL: 0.001, BF16: 0.02, FP32_CL: 0.02, FP32: 0.02}  # the cores are free now
+    choice, note = fastest_setting("net", SETTINGS, sleeping_steps(faster, []), tmp_path)
+    assert choice == BF16_CL and "measured in 0 s (measured before, found stale)" in note
+    (entry,) = json.loads(path.read_text()).values()
+    assert "stale" not in entry and entry["setting"]["precision"] == "bf16"
+    again, note = fastest_setting("net", SETTINGS, refusing_steps, tmp_path)
+    assert again == BF16_CL and "the fastest when measured before" in note

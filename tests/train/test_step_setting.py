@@ -31,7 +31,9 @@ def no_measuring(monkeypatch):
 
 
 def config(tmp_path, *overrides):
-    return tiny_config(tmp_path, "model.base_width=4", "data.size=[32, 64]", *overrides)
+    """A tiny run's configuration, measured where it says auto (not deterministic)."""
+    base = ("model.base_width=4", "data.size=[32, 64]", "train.deterministic=false")
+    return tiny_config(tmp_path, *base, *overrides)
 
 
 def test_a_given_precision_and_layout_are_used_unmeasured(tmp_path, cache, no_measuring):
@@ -128,3 +130,38 @@ def test_a_checkpoint_without_threads_resumes_with_all_of_them(tmp_path, two_thr
     auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
     state = {"precision": "fp32", "channels_last": True}
     assert choose_step_setting(auto, CPU, 2, resume_state=state)[0] == StepSetting("fp32", True, 2)
+
+
+def test_a_deterministic_run_takes_the_rule_unmeasured(tmp_path, cache, no_measuring, two_threads):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    deterministic = config(tmp_path, "train.precision=auto", "train.channels_last=auto",
+                           "train.deterministic=true")  # fmt: skip
+    setting, note = choose_step_setting(deterministic, CPU, 2, planned_steps=10**6)
+    rule = step_setting.candidates(auto, CPU, 1)[0][0]
+    assert setting == rule and rule.channels_last and rule.threads == 2  # all threads
+    assert rule.precision == ("bf16" if cpu_bf16_support() != "none" else "fp32")
+    assert note == f"speed: {rule.describe()}, the rule's, unmeasured: train.deterministic fixes it"
+    assert not cache.exists()
+
+
+def test_a_run_too_short_for_measuring_to_pay_takes_the_rule(tmp_path, cache):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    setting, note = choose_step_setting(auto, CPU, 2, planned_steps=12)
+    assert setting == step_setting.candidates(auto, CPU, 1)[0][0]
+    assert "the rule's, unmeasured: a run of 12 steps is too short" in note
+    assert not cache.exists()
+
+
+def test_the_run_checks_its_steps_against_the_step_measured_for_its_setting(tmp_path, cache):
+    auto = config(tmp_path, "train.precision=auto", "train.channels_last=auto")
+    setting, _ = choose_step_setting(auto, CPU, 2)
+    check = step_setting.step_time_check(auto, CPU, setting, 2)
+    (entry,) = json.loads(cache.read_text()).values()
+    assert not check.done and check.measured_s == entry["step_ms"][setting.describe()] / 1000
+    others = [s for s in step_setting.candidates(auto, CPU, 1)[0] if s != setting]
+    assert step_setting.step_time_check(auto, CPU, others[0], 2).done  # e.g. a resumed one
+    assert step_setting.step_time_check(auto, CPU, setting, 4).done  # not measured at batch 4
+    for unlike_the_probe in ("train.accumulate=2", "train.compile=true"):
+        changed = config(tmp_path, "train.precision=auto", "train.channels_last=auto",
+                         unlike_the_probe)  # fmt: skip
+        assert step_setting.step_time_check(changed, CPU, setting, 2).done

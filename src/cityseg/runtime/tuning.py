@@ -14,10 +14,29 @@ the fastest and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CA
 :mod:`cityseg.runtime.speed_cache`), under a key naming the CPU, its threads, the torch version,
 the network, the batch and the size: the measurement runs once per machine and configuration
 (seconds), and runs that share them take the same setting.
+
+The measurement pays for itself. Given the run's planned steps, it costs at most
+``MEASURE_SHARE`` (5%) of the run it serves, reckoned at the rule's step (the first candidate):
+
+- a run of fewer than ``len(settings) * SLOWER_CANDIDATES / MEASURE_SHARE`` steps (240 for eight
+  candidates) trains with the rule's setting unmeasured: even at no fixed cost, a step of each
+  candidate would be more than the share;
+- a longer run times the rule's step first (a copy of the network built and stepped once, then a
+  step timed): where a round of all candidates (each built, an untimed and a timed step, at
+  ``SLOWER_CANDIDATES`` times the rule's step) would cost more than the share, the rule's
+  setting is taken; otherwise the candidates are timed, each further round only while what is
+  left of the share pays for it. A setting skipped for a short run is not remembered: a longer
+  run of the same configuration measures.
+
+A remembered setting is checked against the run's own steps (:mod:`cityseg.runtime.step_check`):
+where their median is 1.25x slower or faster than the step measured for that setting, the
+measurement is marked stale and the next run of the configuration measures again (it was
+measured on busy cores, or the machine changed since).
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import time
@@ -41,6 +60,11 @@ from cityseg.runtime.speed_cache import (
 CLOSE_CALL = 1.10
 CLOSE_CALL_STEPS = 4
 OUT_OF_THE_RACE = 1.5
+# The measurement costs at most this share of the run it serves.
+MEASURE_SHARE = 0.05
+# A candidate's step against the rule's, before any is timed: float32 ran 1.3-2.1x the bf16 step
+# and one thread 1.1-1.9x two on the 2-core Zen 4 of BENCHMARKS.md, and some candidates win.
+SLOWER_CANDIDATES = 1.5
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,7 @@ def time_settings(
     make_step: Callable[[StepSetting], Callable[[], None]],
     settings: Sequence[StepSetting],
     steps: int = 2,
+    budget: float | None = None,
 ) -> dict[StepSetting, float]:
     """Seconds of a step of each setting: ``steps`` rounds in turns (a, b, c, a, b, c: other load
     on the machine falls on all alike), each step timed right after an untimed one of the same
@@ -85,16 +110,30 @@ def time_settings(
     settings of a U-Net need, so a step right after another setting's builds its kernels again
     (on the 2-core Zen 4 of BENCHMARKS.md, 176 ms against 99 ms for the EfficientNet-Lite0 U-Net
     at 64x128), and a change of thread count costs a step of its own.
+
+    With a ``budget`` (seconds), the first round runs whole and each later one only while what is
+    left of the budget pays for its two steps of each setting, at their best times so far.
     """
+    started = time.perf_counter()
     calls = {setting: make_step(setting) for setting in settings}
     best = dict.fromkeys(settings, float("inf"))
-    for _ in range(steps):
+
+    def affordable(group: Sequence[StepSetting]) -> bool:
+        spent = time.perf_counter() - started
+        return budget is None or spent + 2 * sum(best[s] for s in group) <= budget
+
+    for round_number in range(steps):
         fastest = min(best.values())
-        _time_round(calls, [s for s in settings if best[s] <= OUT_OF_THE_RACE * fastest], best)
+        racing = [s for s in settings if best[s] <= OUT_OF_THE_RACE * fastest]
+        if round_number and not affordable(racing):
+            return best
+        _time_round(calls, racing, best)
     fastest = min(best.values())
     close = [s for s in settings if best[s] <= CLOSE_CALL * fastest]
     if len(close) > 1:
         for _ in range(CLOSE_CALL_STEPS):
+            if not affordable(close):
+                break
             _time_round(calls, close, best)
     return best
 
@@ -135,26 +174,54 @@ def fastest_setting(
     settings: Sequence[StepSetting],
     make_step: Callable[[StepSetting], Callable[[], None]],
     folder: Path | None = None,
+    planned_steps: int | None = None,
 ) -> tuple[StepSetting, str]:
     """The fastest of ``settings`` for ``key`` (a description of the network, batch and size):
-    remembered if it was measured before on this machine, else measured now
-    (:func:`time_settings`) and remembered. Also returns one line saying what was chosen and
-    why."""
+    remembered if it was measured before on this machine (and not found stale since), else
+    measured now (:func:`time_settings`) and remembered. Also returns one line saying what was
+    chosen and why.
+
+    With ``planned_steps``, the steps of the run the setting serves, the measurement costs at most
+    ``MEASURE_SHARE`` of that run (see the module's description): where it would cost more, the
+    first of ``settings`` (the rule's) is taken unmeasured and nothing is remembered.
+    """
     if len(settings) == 1:
         return settings[0], ""
     folder = folder or cache_folder()
     path = folder / CACHE_FILE if folder is not None else None
-    full_key = f"{machine_key()} | {key} | {' / '.join(s.describe() for s in settings)}"
+    full_key = cache_key(key, settings)
     known, problem = read_cache(path) if path is not None else ({}, None)
     if problem is not None:
         print(f"warning: {problem}; counted as no speed cache", file=sys.stderr, flush=True)
     remembered = remembered_setting(known, full_key)
-    if remembered in settings:
+    stale = remembered is not None and known[full_key].get("stale") is True
+    if remembered in settings and not stale:
         return remembered, (
             f"speed: {remembered.describe()}, the fastest when measured before ({path})"
         )
+    again = " (measured before, found stale)" if stale else ""
     started = time.perf_counter()
-    times = time_settings(make_step, settings)
+    make_step = _built_once(make_step)
+    budget = None
+    if planned_steps is not None:
+        rule, count = settings[0], len(settings)
+        least = least_steps_to_measure(count)
+        if planned_steps < least:
+            return rule, (
+                f"speed: {rule.describe()}, the rule's, unmeasured{again}: a run of "
+                f"{planned_steps} steps is too short for measuring {count} settings to pay "
+                f"(at most {MEASURE_SHARE:.0%} of a run; measured from {least} steps)"
+            )
+        step_s, projected = _first_estimate(make_step(rule), count, started)
+        budget = MEASURE_SHARE * planned_steps * step_s
+        if projected > budget:
+            return rule, (
+                f"speed: {rule.describe()}, the rule's, unmeasured{again}: measuring {count} "
+                f"settings (about {projected:.0f} s) would cost more than {MEASURE_SHARE:.0%} "
+                f"of this run ({planned_steps} steps of {1000 * step_s:.0f} ms)"
+            )
+        budget -= time.perf_counter() - started
+    times = time_settings(make_step, settings, budget=budget)
     choice = min(times, key=times.get)
     spent = time.perf_counter() - started
     measured = ", ".join(f"{s.describe()} {1000 * t:.0f} ms" for s, t in times.items())
@@ -170,9 +237,50 @@ def fastest_setting(
     unwritten = write_cache(path, known) if path is not None else NO_FOLDER
     where = f"remembered in {path}" if unwritten is None else f"not remembered: {unwritten}"
     return choice, (
-        f"speed: {choice.describe()}, the fastest of a step measured in {spent:.0f} s "
+        f"speed: {choice.describe()}, the fastest of a step measured in {spent:.0f} s{again} "
         f"({measured}); {where}"
     )
+
+
+def cache_key(key: str, settings: Sequence[StepSetting]) -> str:
+    """The key of a measurement in ``speed.json``: the machine, ``key`` and the candidates."""
+    return f"{machine_key()} | {key} | {' / '.join(s.describe() for s in settings)}"
+
+
+def least_steps_to_measure(candidates: int) -> int:
+    """The fewest planned steps for which measuring ``candidates`` settings can pay: a step of
+    each, at ``SLOWER_CANDIDATES`` times the rule's, within ``MEASURE_SHARE`` of the run."""
+    return math.ceil(candidates * SLOWER_CANDIDATES / MEASURE_SHARE)
+
+
+def _first_estimate(
+    step: Callable[[], None], candidates: int, started: float
+) -> tuple[float, float]:
+    """Seconds of a step of the rule's setting (its second step; ``started`` when its copy of
+    the network began to be built), and what a first round over ``candidates`` settings would
+    cost: for each, building and a first step as the rule's took, and a timed step at
+    ``SLOWER_CANDIDATES`` times the rule's."""
+    step()
+    built = time.perf_counter() - started
+    begun = time.perf_counter()
+    step()
+    step_s = time.perf_counter() - begun
+    return step_s, candidates * (built + SLOWER_CANDIDATES * step_s)
+
+
+def _built_once(
+    make_step: Callable[[StepSetting], Callable[[], None]],
+) -> Callable[[StepSetting], Callable[[], None]]:
+    """``make_step`` that builds each setting's step once (the rule's is built for the first
+    estimate, then timed with the others)."""
+    built: dict[StepSetting, Callable[[], None]] = {}
+
+    def make(setting: StepSetting) -> Callable[[], None]:
+        if setting not in built:
+            built[setting] = make_step(setting)
+        return built[setting]
+
+    return make
 
 
 def remembered_setting(known: dict, key: str) -> StepSetting | None:

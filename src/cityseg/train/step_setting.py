@@ -4,7 +4,12 @@
 the rule of :func:`cityseg.runtime.precision.choose_precision` and channels_last. On a CPU the
 fastest setting depends on the network and its input size as much as on the CPU, so ``auto``
 there is measured: a few steps of each candidate on a copy of the run's network, batch and size,
-the fastest kept and remembered per machine (:mod:`cityseg.runtime.tuning`). The candidates are
+the fastest kept and remembered per machine (:mod:`cityseg.runtime.tuning`), at most 5% of the
+run it serves: a run too short for the measurement to pay takes the rule's setting (the first
+candidate: the rule's precision, channels_last, all threads), and a remembered setting the run's
+own steps disagree with is measured again by the next run (:mod:`cityseg.runtime.step_check`).
+``train.deterministic=true`` takes the rule's setting unmeasured: a rerun then trains with the
+same setting, whatever the load of the machine. The candidates are
 the rule's precision and float32 when ``precision`` is auto, channels_last and contiguous when
 ``channels_last`` is auto, and, when either is, all of torch's threads or one (one can win where
 the cores are shared; the loader's workers are not part of the measured step). A
@@ -20,8 +25,10 @@ from typing import Any
 import torch
 
 from cityseg.config import Config, config_to_dict
+from cityseg.runtime import step_check
 from cityseg.runtime.normalize import Normalize, batch_to_device
 from cityseg.runtime.precision import Precision, choose_precision
+from cityseg.runtime.step_check import StepTimeCheck
 from cityseg.runtime.tuning import StepSetting, candidate_settings, fastest_setting
 from cityseg.train import failures
 from cityseg.train.build import build_model
@@ -35,31 +42,72 @@ def choose_step_setting(
     batch: int,
     world_size: int = 1,
     resume_state: dict[str, Any] | None = None,
+    planned_steps: int | None = None,
 ) -> tuple[StepSetting, str]:
-    """The setting this run trains with, and a line saying how it was chosen ('' if given)."""
-    cfg = config.train
-    rule = choose_precision(cfg.precision, device).name
-    precisions = [rule, "fp32"] if cfg.precision == "auto" else [rule]
-    layouts = [True, False] if cfg.channels_last == "auto" else [bool(cfg.channels_last)]
-    size = config.data.training_size
-    measured = device.type == "cpu" and world_size == 1 and size is not None
-    threads = torch.get_num_threads()
-    auto = cfg.precision == "auto" or cfg.channels_last == "auto"
-    counts = [threads, 1] if measured and auto and threads > 1 else [0]
-    settings = candidate_settings(precisions, layouts, counts)
+    """The setting this run trains with, and a line saying how it was chosen ('' if given).
+
+    ``planned_steps`` (epochs x steps per epoch, or ``train.max_iterations``) bounds what a
+    measurement may cost (:func:`~cityseg.runtime.tuning.fastest_setting`); None: unbounded.
+    """
+    settings, measured = candidates(config, device, world_size)
     if len(settings) == 1 or not measured:
         return settings[0], ""
     recorded = recorded_setting(resume_state, settings)
     if recorded is not None:
         return recorded, f"speed: {recorded.describe()}, as the run trained so far"
-    model = json.dumps(config_to_dict(config)["model"], sort_keys=True)
-    key = f"{model} | batch {batch} | {size[0]}x{size[1]} | {cfg.optimizer}"
+    if config.train.deterministic:
+        return settings[0], (
+            f"speed: {settings[0].describe()}, the rule's, unmeasured: train.deterministic fixes it"
+        )
+    size, threads = config.data.training_size, torch.get_num_threads()
     try:
-        return fastest_setting(key, settings, lambda s: probe_step(config, device, s, batch, size))
+        return fastest_setting(
+            speed_key(config, batch),
+            settings,
+            lambda s: probe_step(config, device, s, batch, size),
+            planned_steps=planned_steps,
+        )
     except torch.OutOfMemoryError:  # the run's own steps would run out too: the same advice
+        rule = settings[0].precision
         raise failures.out_of_memory(batch, size, rule, device.type) from None
     finally:
         torch.set_num_threads(threads)  # the probes' thread counts were theirs only
+
+
+def step_time_check(
+    config: Config, device: torch.device, setting: StepSetting, batch: int, world_size: int = 1
+) -> StepTimeCheck:
+    """The check of this run's steps against the step measured for ``setting``
+    (:mod:`cityseg.runtime.step_check`); one that checks nothing where the probe's step is not
+    the run's: a compiled network, or several micro-batches a step (``train.accumulate``)."""
+    settings, measured = candidates(config, device, world_size)
+    cfg = config.train
+    if not measured or cfg.compile or cfg.accumulate > 1 or cfg.deterministic:
+        return StepTimeCheck()
+    return step_check.step_time_check(speed_key(config, batch), settings, setting)
+
+
+def candidates(
+    config: Config, device: torch.device, world_size: int
+) -> tuple[list[StepSetting], bool]:
+    """The settings a run may train with, the rule's first, and whether they are measured (one
+    process on a CPU, at a fixed training size)."""
+    cfg = config.train
+    rule = choose_precision(cfg.precision, device).name
+    precisions = [rule, "fp32"] if cfg.precision == "auto" else [rule]
+    layouts = [True, False] if cfg.channels_last == "auto" else [bool(cfg.channels_last)]
+    measured = device.type == "cpu" and world_size == 1 and config.data.training_size is not None
+    threads = torch.get_num_threads()
+    auto = cfg.precision == "auto" or cfg.channels_last == "auto"
+    counts = [threads, 1] if measured and auto and threads > 1 else [0]
+    return candidate_settings(precisions, layouts, counts), measured
+
+
+def speed_key(config: Config, batch: int) -> str:
+    """What a measurement holds for besides the machine: the network, batch, size, optimiser."""
+    model = json.dumps(config_to_dict(config)["model"], sort_keys=True)
+    size = config.data.training_size
+    return f"{model} | batch {batch} | {size[0]}x{size[1]} | {config.train.optimizer}"
 
 
 def recorded_setting(

@@ -208,10 +208,14 @@ def describe_plan(
     drawn = np.flatnonzero(plan.probabilities > 0)
     rarest = drawn[np.argsort(plan.frequencies[drawn], kind="stable")][:shown]
     parts = [
-        f"{class_names[c]} {plan.probabilities[c]:.3f} ({len(plan.images[c])} images)"
+        f"{class_names[c]} {plan.probabilities[c]:.3f} ({_images(len(plan.images[c]))})"
         for c in rarest
     ]
     return (
         f"rare-class sampling on (temperature {temperature:g}, {len(drawn)} classes drawn); "
         f"rarest: {', '.join(parts)}"
     )
+
+
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"

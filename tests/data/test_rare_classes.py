@@ -29,7 +29,8 @@ from cityseg.data.rare_classes import (
 )
 from cityseg.errors import ConfigError, DataError
 from cityseg.labels import NUM_CLASSES
-from tests.helpers import in_process, same_weights, train_args, write_scenes
+from tests.helpers import in_process, same_weights, tiny_config, train_args, write_scenes
+from tests.helpers.ddp import run_ranks
 
 RCS = "data.rare_class_sampling=0.01"
 
@@ -261,3 +262,36 @@ def test_training_with_it_stopped_mid_epoch_resumes_exactly(scenes, tmp_path, mo
     monkeypatch.setattr(loader, "class_counts", no_counting)
     assert in_process("train", "--resume", str(run)) == 0
     same_weights(straight / "checkpoint_last.pt", run / "checkpoint_last.pt")
+
+
+def _drawing_rank(rank: int, root, run, record) -> None:
+    """Train on the tiny configuration with rare-class sampling, writing the indices this
+    process's sampler gives in each epoch to ``record/rank<r>.json``."""
+    from cityseg.train import engine
+
+    iterate, drawn = RareClassSampler.__iter__, []
+
+    def recording_iter(self):
+        indices = list(iterate(self))
+        drawn.append(indices)
+        (record / f"rank{rank}.json").write_text(json.dumps(drawn))
+        return iter(indices)
+
+    RareClassSampler.__iter__ = recording_iter
+    overrides = ("data.size=[32, 64]", "train.batch_size=2", "model.base_width=4", RCS)
+    engine.train(tiny_config(root, *overrides), run)
+
+
+def test_two_processes_share_the_draws_of_one_process(scenes, tmp_path):
+    run = tmp_path / "run"
+    assert run_ranks(_drawing_rank, (scenes, run, tmp_path), timeout=150) == [0, 0]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 2  # train.epochs=2 of tiny_config
+    config = data_config(scenes)
+    alone = rare_class_sampler(open_splits(config, seed=0).train, config, seed=0)
+    for epoch in range(2):
+        alone.set_epoch(epoch)
+        first, second = ranks[0][epoch], ranks[1][epoch]
+        assert len(first) == len(second) == 4
+        assert [pair[k] for pair in zip(first, second, strict=True) for k in (0, 1)] == list(alone)
+    assert (run / COUNTS_FILE).is_file() and not list(run.glob(".class_pixels*"))

@@ -203,10 +203,15 @@ def test_unreadable_labels_stop_the_counting_unless_skipped(scenes, tmp_path):
     assert counts.shape == (4, NUM_CLASSES + 1) and (counts.sum(axis=1) == 0).sum() == 1
 
 
-def test_too_high_a_threshold_is_one_line(scenes):
+def test_no_image_to_draw_is_one_line(scenes, monkeypatch):
     config = data_config(scenes, "data.rare_class_min_pixels=5000")
-    with pytest.raises(DataError, match="no training image holds more than 5000 pixels"):
+    with pytest.raises(DataError, match="no training image holds more than 5000 pixels of any"):
         rare_class_sampler(open_splits(config, seed=0).train, config, seed=0)
+    config = data_config(scenes)
+    train = open_splits(config, seed=0).train
+    monkeypatch.setattr(loader, "class_counts", lambda *args: table(*[{}] * len(train)))
+    with pytest.raises(DataError, match="more than 0.15% of its pixels of any class; lower"):
+        rare_class_sampler(train, config, seed=0)
 
 
 @pytest.mark.parametrize(

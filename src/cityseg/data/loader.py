@@ -413,9 +413,10 @@ def rare_class_sampler(
     )
     if not plan.probabilities.any():
         least = config.rare_class_min_pixels
+        least = "0.15% of its pixels" if least is None else f"{least} pixels"
         raise DataError(
-            f"{config.root}: no training image holds more than {least} pixels of any class "
-            "(data.rare_class_min_pixels); lower it"
+            f"{config.root}: no training image holds more than {least} of any class; lower "
+            "data.rare_class_min_pixels or check the training labels"
         )
     note = describe_plan(plan, config.rare_class_sampling, CLASS_NAMES)
     return RareClassSampler(plan, len(dataset), world_size, rank, seed, note, unsaved)

@@ -248,9 +248,9 @@ expand to; a whole configuration has about a hundred."""
 MAX_YAML_DEPTH = 32
 """The deepest nesting of lists and mappings in a configuration file or an override."""
 MIN_SIDE = architectures.MIN_SIZE
+"""The smallest side of ``data.size`` and ``data.crop`` (the networks' smallest input)."""
 CITY = re.compile(r"[a-z][a-z0-9-]{0,63}")
 """A city name of ``data.val_cities``: lowercase, as in the official file names."""
-"""The smallest side of ``data.size`` and ``data.crop`` (the networks' smallest input)."""
 MAX_WIDTH = 8192
 """The most channels a level of the network may have."""
 

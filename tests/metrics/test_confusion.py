@@ -133,3 +133,19 @@ def test_reduce_sums_the_ranks(tmp_path):
     expected = [[1, 0, 1], [0, 1, 1], [0, 0, 0]]
     assert results[0][0] == expected and results[1][0] == expected
     assert results[0][1] == [[1, 0, 1], [0, 0, 0], [0, 0, 0]]
+
+
+def test_a_matrix_checked_on_read_counts_alike_and_raises_when_read():
+    pred, target = torch.tensor([0, 1, 2, 1]), torch.tensor([0, 1, 255, 0])
+    checked = ConfusionMatrix(3, check_on_read=True)
+    checked.update(pred, target)
+    now = ConfusionMatrix(3)
+    now.update(pred, target)
+    assert torch.equal(checked.matrix, now.matrix)
+    checked.update(torch.tensor([7, 0, -2]), torch.tensor([1, 30, 255]))  # noted, not raised yet
+    with pytest.raises(ValueError, match=r"targets \[30\] and predictions \[7\] outside 0..2"):
+        checked.numpy(reduce=False)
+    with pytest.raises(ValueError, match=r"targets \[30\]"):
+        checked.reduce()
+    checked.reset()
+    assert checked.matrix.sum() == 0

@@ -27,7 +27,8 @@ def validation_scores(
     info: DistInfo,
 ) -> dict[str, Any]:
     """``val_loss`` (plain cross-entropy per labelled pixel) and every metric of
-    :func:`~cityseg.metrics.summary.summarize`, summed over all processes.
+    :func:`~cityseg.metrics.summary.summarize`, summed over all processes. The sums stay on the
+    device until every batch is done: no batch waits for the one before it.
 
     Args:
         model: the network, in eval mode.
@@ -38,7 +39,7 @@ def validation_scores(
         info: this process's place in the job (every process must call this).
     """
     device = normalize.mean.device
-    confusion = ConfusionMatrix(len(class_names), device=device)
+    confusion = ConfusionMatrix(len(class_names), device=device, check_on_read=True)
     loss_sum = torch.zeros((), device=device)  # float32: MPS has no float64
     pixels = torch.zeros((), dtype=torch.int64, device=device)
     for images, targets in batches:

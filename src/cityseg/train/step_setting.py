@@ -26,7 +26,7 @@ import torch
 
 from cityseg.config import Config, config_to_dict
 from cityseg.runtime import step_check
-from cityseg.runtime.normalize import Normalize, batch_to_device
+from cityseg.runtime.normalize import Normalize
 from cityseg.runtime.precision import Precision, choose_precision
 from cityseg.runtime.step_check import StepTimeCheck
 from cityseg.runtime.tuning import StepSetting, candidate_settings, fastest_setting
@@ -34,6 +34,7 @@ from cityseg.train import failures
 from cityseg.train.build import build_model
 from cityseg.train.losses import SegmentationLoss
 from cityseg.train.schedules import build_optimizer
+from cityseg.train.step import TrainingStep
 
 
 def choose_step_setting(
@@ -123,15 +124,15 @@ def recorded_setting(
 
 
 def probe_step(config: Config, device: torch.device, setting: StepSetting, batch: int, size):
-    """One training step of a fresh copy of the run's network with ``setting``, on a random
-    uint8 batch of the run's shape; the global random state is left as it was."""
+    """The run's training step (:class:`~cityseg.train.step.TrainingStep`) on a fresh copy of its
+    network with ``setting``, on a random uint8 batch of the run's shape; the global random state
+    is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model, _ = build_model(config.model, device, setting.channels_last, pretrained=False)
         optimizer = build_optimizer(model, config.train)
     model.train()
     precision = Precision(setting.precision, device)
-    scaler = precision.grad_scaler()
     loss, classes = config.loss, config.model.num_classes
     criterion = SegmentationLoss(
         classes,
@@ -142,6 +143,15 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
     ).to(device)
     norm = model.normalization
     normalize = Normalize(norm["mean"], norm["std"], setting.channels_last).to(device)
+    training_step = TrainingStep(
+        model,
+        criterion,
+        optimizer,
+        precision.grad_scaler(),
+        precision,
+        normalize,
+        config.train.clip_grad_norm,
+    )
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, *size, 3), dtype=torch.uint8, generator=generator)
     targets = torch.randint(0, classes, (batch, *size), dtype=torch.uint8, generator=generator)
@@ -150,12 +160,6 @@ def probe_step(config: Config, device: torch.device, setting: StepSetting, batch
         if setting.threads and torch.get_num_threads() != setting.threads:
             torch.set_num_threads(setting.threads)
         with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator
-            x, y = batch_to_device(images, targets, normalize)
-            with precision.autocast():
-                logits = model(x)
-            scaler.scale(criterion(logits, y)).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            training_step(images, targets)
 
     return step

@@ -362,8 +362,9 @@ def only_gpu_used(args: argparse.Namespace) -> int:
 
 def speed(args: argparse.Namespace) -> int:
     """Images per second of training steps of each configuration's network at its crop (or
-    size), precision and layout: random images and labels, plain cross-entropy, the
-    configuration's optimiser; one line per configuration."""
+    size), precision and layout: cityseg's training step (:mod:`cityseg.train.step`) on random
+    uint8 images and labels, with the unweighted loss and the configuration's optimiser; one
+    line per configuration."""
     for path in args.configs:
         print(training_speed(Path(path), args.batch, args.device, args.warmup, args.steps))
     return 0
@@ -377,30 +378,35 @@ def training_speed(path: Path, batch: int, device_name: str, warmup: int, steps:
 
     from cityseg.config import load_config
     from cityseg.runtime.device import resolve_device
+    from cityseg.runtime.normalize import Normalize
     from cityseg.runtime.precision import choose_precision
     from cityseg.train.build import build_model
+    from cityseg.train.losses import SegmentationLoss
     from cityseg.train.schedules import build_optimizer
+    from cityseg.train.step import TrainingStep
 
     config = load_config(path, [f"train.batch_size={batch}"])
     device = resolve_device(device_name)
     height, width = config.data.training_size or (1024, 2048)
     precision = choose_precision(config.train.precision, device)
     channels_last = config.train.channels_last in (True, "auto") and device.type == "cuda"
-    layout = torch.channels_last if channels_last else torch.contiguous_format
     model, _ = build_model(config.model, device, channels_last, pretrained=False)
     model.train()
-    optimizer = build_optimizer(model, config.train)
-    scaler = precision.grad_scaler()
-    images = torch.randn(batch, 3, height, width, device=device).contiguous(memory_format=layout)
-    labels = torch.randint(0, 19, (batch, height, width), device=device)
+    norm = model.normalization
+    training_step = TrainingStep(
+        model,
+        SegmentationLoss(config.model.num_classes).to(device),
+        build_optimizer(model, config.train),
+        precision.grad_scaler(),
+        precision,
+        Normalize(norm["mean"], norm["std"], channels_last).to(device),
+    )
+    shape = (batch, height, width)
+    images = torch.randint(0, 256, (*shape, 3), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, config.model.num_classes, shape, dtype=torch.uint8, device=device)
 
     def step() -> None:
-        with precision.autocast():
-            loss = torch.nn.functional.cross_entropy(model(images), labels, ignore_index=255)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        training_step(images, labels)
 
     def synchronize() -> None:
         if device.type == "cuda":

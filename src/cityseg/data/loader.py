@@ -352,9 +352,9 @@ def build_loaders(
     )
     workers = training_workers(config.workers, world_size)
     if config.cache is not None and config.workers == "auto" and cpu:
-        # A cached item is a copy out of memory plus the augmentation: 2-3 ms a batch of 8 at
-        # 128x256, about 1% of a step. A worker beside the training threads costs more than it
-        # saves on the cores they share (10-20% of the epoch on 2 cores, BENCHMARKS.md section 7).
+        # A cached item is a copy out of memory plus the augmentation, about 1% of a step. A
+        # worker beside the training threads costs more than it saves on the cores they share
+        # (the workers1 switch of BENCHMARKS.md's epoch tables).
         workers = 0
     common = worker_options(workers, pin_memory)
     if common["num_workers"]:
@@ -377,7 +377,7 @@ def build_loaders(
     val_batch = batch_size if config.size is not None else 1  # native sizes may differ
     if config.cache is not None and config.workers == "auto":
         # A cached validation image is a copy out of memory: a worker would only add its start
-        # (0.3-0.5 s each validation on 2 cores, BENCHMARKS.md section 7), on any device.
+        # (a fraction of a second each validation), on any device.
         common = {**worker_options(0, pin_memory), "collate_fn": collate_reporting}
     val = DataLoader(
         val_set, val_batch, sampler=ShardSampler(len(val_set), rank, world_size), **common

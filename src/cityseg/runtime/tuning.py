@@ -2,11 +2,10 @@
 measured once, in a few steps of each candidate, and remembered.
 
 Which of bf16 autocast and float32, channels_last and contiguous, all threads or one, trains a
-network fastest on a CPU depends on more than its instruction set. On the 2-core Zen 4 of
-BENCHMARKS.md, with bf16 depthwise convolutions, float32 (contiguous) trained the EfficientNet-Lite0
-U-Net 1.3x faster than bf16 + channels_last at 64x128 and 1.7x slower at 128x256; channels_last
-weights made the fused Adam of a 31 M-parameter U-Net slow enough that contiguous won its step at
-batch 1; and one thread can beat two where the cores are shared. No rule on the CPU's features
+network fastest on a CPU depends on more than its instruction set: on the network (how much of
+it is dense convolution), on its input size and batch (channels_last weights slow the fused Adam
+of a large network at batch 1), and on whether the cores are shared (one thread can then beat
+two). No rule on the CPU's features
 gets all of these right, so where ``train.precision`` or ``train.channels_last`` is ``auto`` on a
 CPU, the trainer times each candidate setting on the run's own network, batch and size, keeps
 the fastest and remembers it in ``speed.json`` of the cache folder (``CITYSEG_CACHE_DIR``, else
@@ -56,15 +55,15 @@ from cityseg.runtime.speed_cache import (
 )
 
 # Settings whose step is within this factor of the fastest are a close call: timed again, longer.
-# Two timed steps each tell apart settings 10% apart, not 5%: the peer U-Net's two layouts (208
-# against 219 ms) came out in the other order in the next measurement and in a whole epoch.
+# Two timed steps each tell apart settings 10% apart, not 5%: settings 5% apart can come out in
+# either order from one measurement to the next.
 CLOSE_CALL = 1.10
 CLOSE_CALL_STEPS = 4
 OUT_OF_THE_RACE = 1.5
 # The measurement costs at most this share of the run it serves.
 MEASURE_SHARE = 0.05
-# A candidate's step against the rule's, before any is timed: float32 ran 1.3-2.1x the bf16 step
-# and one thread 1.1-1.9x two on the 2-core Zen 4 of BENCHMARKS.md, and some candidates win.
+# A candidate's step against the rule's, before any is timed: float32 and one thread are mostly
+# slower than the rule's bf16 on all threads, and some candidates win.
 SLOWER_CANDIDATES = 1.5
 
 
@@ -102,15 +101,14 @@ def time_settings(
     """Seconds of a step of each setting: ``steps`` rounds in turns (a, b, c, a, b, c: other load
     on the machine falls on all alike), each step timed right after an untimed one of the same
     setting; the fastest of each. A setting ``OUT_OF_THE_RACE`` times slower than the fastest
-    after a round is not timed again (float32 on one thread took 3.6-4.2 s a step of the
-    31 M-parameter U-Net at batch 8, where bf16 on two took 0.9 s); the settings within
+    after a round is not timed again (it cannot win, and its steps would be the longest of the
+    measurement); the settings within
     ``CLOSE_CALL`` of the fastest at the end are timed ``CLOSE_CALL_STEPS`` rounds more.
 
     The untimed step brings back what the other settings displaced: oneDNN keeps the kernels it
     built (per layer, number format, layout and thread count) in a cache of 1,024, fewer than eight
     settings of a U-Net need, so a step right after another setting's builds its kernels again
-    (on the 2-core Zen 4 of BENCHMARKS.md, 176 ms against 99 ms for the EfficientNet-Lite0 U-Net
-    at 64x128), and a change of thread count costs a step of its own.
+    and would be timed too slow; a change of thread count costs a step of its own too.
 
     With a ``budget`` (seconds), the first round runs whole and each later one only while what is
     left of the budget pays for its two steps of each setting, at their best times so far.

@@ -282,3 +282,12 @@ def test_prepare_over_a_damaged_index_neither_blocks_nor_keeps_it(tmp_path, dama
     else:
         assert isinstance(result[0], DataError)
         assert result[0].problems[0].startswith(f"{path.parent}: exists and is not a cache split")
+
+
+def test_a_pipe_at_a_run_folders_history_is_one_line(tmp_path):
+    from cityseg.errors import ConfigError
+    from cityseg.train.history import RunHistory
+
+    os.mkfifo(tmp_path / "metrics.jsonl")
+    with pytest.raises(ConfigError, match="metrics.jsonl: not a regular file"):
+        RunHistory(tmp_path, resume_epoch=1)  # would block on its first append

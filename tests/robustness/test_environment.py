@@ -223,3 +223,15 @@ def test_a_job_without_its_address_is_one_line(clean_environment):
         clean_environment.setenv(name, value)
     with pytest.raises(ConfigError, match="MASTER_ADDR expected, but not set; start the job with"):
         setup_distributed("cpu")
+
+
+@pytest.mark.parametrize("home", ["", "relative/home"])
+def test_imagenet_weights_never_go_to_a_folder_made_of_an_empty_home(monkeypatch, home):
+    from cityseg.errors import ConfigError
+    from cityseg.model.encoders.weights import imagenet_state_dict
+
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", home)
+    with pytest.raises(ConfigError, match="HOME is empty or relative.*set TORCH_HOME"):
+        imagenet_state_dict("resnet18")  # a downloaded encoder's weights

@@ -15,10 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cityseg import limits
+from cityseg.errors import ConfigError
 from cityseg.visualize.plots import plot_training_curves
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+MAX_METRICS_BYTES = 64 * 2**20
+"""metrics.jsonl holds a line of about 300 bytes an epoch: 64 MiB is 200,000 epochs."""
 CURVES_EVERY_S = 30.0
 """Between validations, curves.png is redrawn at most this often (a drawing is not free)."""
 
@@ -46,6 +50,12 @@ class RunHistory:
         self.stale = False  # records not drawn yet
         if not enabled:
             return
+        problem = limits.regular_file_problem(self.path, MAX_METRICS_BYTES)
+        if problem is not None:  # a pipe would block the first append, a huge file the read
+            raise ConfigError(
+                f"{self.path}: {problem}; this run folder's history is damaged: move the file "
+                "away and resume"
+            )
         if self.path.is_file():
             lines = self.path.read_text().splitlines()
             self.records = [record for record in map(_parse, lines) if record is not None]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cityseg import limits
+from cityseg import environment, limits
 from cityseg.errors import ConfigError
 from cityseg.model.encoders import ENCODERS, EncoderSpec
 
@@ -44,12 +44,26 @@ def _package_file(name: str, spec: EncoderSpec) -> Path:
     return path
 
 
+def _check_hub_folder() -> None:
+    """ConfigError when torch's hub folder would come from an empty or relative ``HOME`` (torch
+    would put it at ``/.cache/torch`` or in the working folder)."""
+    if environment.absolute_folder("TORCH_HOME") or environment.absolute_folder("XDG_CACHE_HOME"):
+        return
+    if "HOME" in os.environ and environment.absolute_folder("HOME") is None:
+        raise ConfigError(
+            "model.encoder_weights=imagenet: HOME is empty or relative, so there is no folder to "
+            "keep the downloaded weights in; set TORCH_HOME to one, or give model.encoder_weights="
+            "PATH"
+        )
+
+
 def hub_cache_path(url: str) -> Path:
     """Where torch's hub keeps the file of ``url`` (``$TORCH_HOME/hub/checkpoints/NAME``)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def _download(name: str, spec: EncoderSpec) -> dict[str, torch.Tensor]:
+    _check_hub_folder()
     cached = hub_cache_path(spec.url)
     try:
         return torch.hub.load_state_dict_from_url(

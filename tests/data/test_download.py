@@ -202,6 +202,11 @@ def test_no_network_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("CITYSEG_CITYSCAPES_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(DownloadError, match=r"cannot reach the server .*check the network"):
         login(USER, PASSWORD)
+    monkeypatch.setenv("CITYSCAPES_USERNAME", USER)
+    monkeypatch.setenv("CITYSCAPES_PASSWORD", PASSWORD)
+    with pytest.raises(DownloadError, match=r"cannot reach the server"):
+        download_cityscapes(tmp_path / "cs", ["gtFine_trainvaltest"], check=False)
+    assert not (tmp_path / "cs").exists()  # nothing made before the network answered
 
 
 def test_a_full_disk_while_unpacking(site, tmp_path, monkeypatch):

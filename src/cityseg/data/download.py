@@ -37,6 +37,7 @@ from cityseg.data.archives import check_archive, check_targets, move_unpacked, u
 from cityseg.data.check import check_dataset, format_report
 from cityseg.data.io import read_header
 from cityseg.errors import ConfigError, DataError, UserError
+from cityseg.outputs import check_output_folder
 
 OFFICIAL_URL = "https://www.cityscapes-dataset.com"
 DEFAULT_PACKAGES = ("gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip")
@@ -158,7 +159,7 @@ def download_cityscapes(
     out = Path(out)
     base_url()  # a bad CITYSEG_CITYSCAPES_URL is one line before anything is made
     downloads = out / "downloads"
-    _make_folder(downloads)
+    check_output_folder(downloads)  # writable, but made only once there is something to keep
     if session is None:
         session = login(*credentials())
     listed = _network(lambda: downloader.get_available_packages(session=session))
@@ -175,6 +176,7 @@ def download_cityscapes(
     for name in names:
         path = downloads / name
         expected = _network(lambda name=name: _md5_of_package(session, available[name]))
+        _make_folder(downloads)
         if path.is_file() and _md5(path) == expected:
             lines.append(f"{name}: already downloaded, MD5 verified")
         else:

@@ -24,9 +24,10 @@ The measurement pays for itself. Given the run's planned steps, it costs at most
   step timed): where a round of all candidates (for each, a copy built and stepped once as long
   as the rule's took, and a timed step ``SLOWER_CANDIDATES`` times the rule's) would cost more
   than the share, the rule's setting is taken; otherwise the candidates are timed, each further
-  round only while what is left of the share pays for it. At ``configs/tiny.yaml`` on the 2-core
-  Zen 4 (steps of 275 ms, eight settings measured in 14 s), runs of about 1,000 steps and more
-  measure. A setting skipped for a short run is not remembered: a longer run measures it.
+  round only while what is left of the share pays for it. Where a copy of the network takes as
+  long as four of its steps to build and step once, eight candidates are measured from about 900
+  planned steps (8 x (4 + 1.5) steps within 5% of the run). A setting skipped for a short run is
+  not remembered: a longer run measures it.
 
 A remembered setting is checked against the run's own steps (:mod:`cityseg.runtime.step_check`):
 where their median is 1.25x slower or faster than the step measured for that setting, the

@@ -225,15 +225,16 @@ def fp16_overflow(args: argparse.Namespace) -> int:
     from cityseg.config import load_config
     from cityseg.errors import UserError
     from cityseg.train import engine
+    from cityseg.train.step import TrainingStep
 
-    forward_backward = engine.Trainer._forward_backward
+    forward_backward = TrainingStep.forward_backward
 
     def poisoned(self, *positional):
         loss = forward_backward(self, *positional)
-        next(self.raw_model.parameters()).grad.fill_(float("inf"))
+        next(self.model.parameters()).grad.fill_(float("inf"))
         return loss
 
-    engine.Trainer._forward_backward = poisoned
+    TrainingStep.forward_backward = poisoned
     overrides = [*args.overrides, "train.precision=fp16", "train.device=cuda", "train.epochs=30"]
     try:
         engine.train(load_config(None, overrides), args.out)

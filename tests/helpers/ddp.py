@@ -69,7 +69,7 @@ def train_rank(rank: int, root: Path, run: Path, overrides: tuple, buffers: Path
 
         def recording_validate(self):
             scores = validate(self)
-            torch.save(dict(self.raw_model.named_buffers()), buffers / f"rank{rank}.pt")
+            torch.save(dict(self.run.raw_model.named_buffers()), buffers / f"rank{rank}.pt")
             return scores
 
         engine.Trainer.validate = recording_validate
@@ -79,8 +79,8 @@ def train_rank(rank: int, root: Path, run: Path, overrides: tuple, buffers: Path
 def train_rank_sync_bn(rank: int, root: Path, run: Path, overrides: tuple) -> None:
     """``train_rank`` with every BatchNorm a SyncBatchNorm, as ``train.sync_bn=true`` gives on
     GPUs (torch's own, on the CPU: :mod:`tests.helpers.syncbn`)."""
-    from cityseg.train import engine
+    from cityseg.train import run as training_run
     from tests.helpers.syncbn import sync_batchnorm_wrap
 
-    engine.wrap_model = sync_batchnorm_wrap
+    training_run.wrap_model = sync_batchnorm_wrap
     train_rank(rank, root, run, overrides, None)

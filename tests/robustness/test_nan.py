@@ -46,19 +46,20 @@ def fp16_with_infinite_gradients(monkeypatch, micro_steps: set[int] | None) -> N
     """Train in float16 (CPU autocast has it, with a CPU gradient scaler) and make the gradients
     of the given micro-steps (all: None) infinite while the loss stays finite."""
     from cityseg.runtime.tuning import StepSetting
-    from cityseg.train import engine
+    from cityseg.train import run
+    from cityseg.train.step import TrainingStep
 
     fp16 = (StepSetting("fp16", True), "")
-    monkeypatch.setattr(engine, "choose_step_setting", lambda *args: fp16)
-    forward_backward, calls = engine.Trainer._forward_backward, itertools.count()
+    monkeypatch.setattr(run, "choose_step_setting", lambda *args, **keywords: fp16)
+    forward_backward, calls = TrainingStep.forward_backward, itertools.count()
 
     def poisoned(self, *args):
         loss = forward_backward(self, *args)
         if micro_steps is None or next(calls) in micro_steps:
-            next(self.raw_model.parameters()).grad.fill_(float("inf"))
+            next(self.model.parameters()).grad.fill_(float("inf"))
         return loss
 
-    monkeypatch.setattr(engine.Trainer, "_forward_backward", poisoned)
+    monkeypatch.setattr(TrainingStep, "forward_backward", poisoned)
 
 
 def test_skipped_fp16_steps_do_not_move_the_schedule(tmp_path, monkeypatch):

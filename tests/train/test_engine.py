@@ -188,11 +188,13 @@ def test_resume_in_another_precision(scenes, tmp_path, monkeypatch, capsys):
     """precision=auto resolves on each machine: a run saved without a gradient scaler continues
     where auto means fp16 (a GPU without native bf16), and back; each change is said."""
     from cityseg.runtime.tuning import StepSetting
-    from cityseg.train import engine
+    from cityseg.train import run as training_run
 
     resolved = {"name": "fp32"}
     monkeypatch.setattr(
-        engine, "choose_step_setting", lambda *args: (StepSetting(resolved["name"], True), "")
+        training_run,
+        "choose_step_setting",
+        lambda *args, **keywords: (StepSetting(resolved["name"], True), ""),
     )
     run = tmp_path / "run"
     train(tiny_config(scenes, "train.epochs=1", "train.precision=auto"), run)
@@ -243,9 +245,10 @@ def test_the_measured_thread_count_holds_while_fitting_and_is_given_back(
     (the demo's second stage) starts from the thread count it found before."""
     from cityseg.runtime.tuning import StepSetting
     from cityseg.train import engine
+    from cityseg.train import run as training_run
 
     monkeypatch.setattr(
-        engine, "choose_step_setting", lambda *a: (StepSetting("fp32", True, 1), "")
+        training_run, "choose_step_setting", lambda *a, **k: (StepSetting("fp32", True, 1), "")
     )
     seen, run_epochs = [], engine.Trainer._run_epochs
 

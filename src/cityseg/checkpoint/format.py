@@ -22,12 +22,15 @@ exact resume::
 
 With a weight average (``train.ema_decay``) ``model`` holds the average, ``trained_model`` the
 trained weights and ``weight_average`` its counter. A checkpoint saved in the middle of an epoch
-also holds ``epoch_progress`` (see :mod:`cityseg.train.cursor`).
+also holds ``epoch_progress`` (see :mod:`cityseg.train.cursor`). :func:`training_checkpoint` is
+where a run's checkpoint is put together.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from cityseg.config import Config, config_to_dict
 from cityseg.labels import CLASS_NAMES, PALETTE
@@ -63,3 +66,59 @@ def checkpoint_header(config: Config) -> dict[str, Any]:
         "crop_size": list(crop) if crop else None,
         "config": config_to_dict(config),
     }
+
+
+def training_checkpoint(
+    header: dict[str, Any],
+    network: torch.nn.Module,
+    average: torch.nn.Module | None = None,
+    *,
+    epoch: int,
+    iteration: int,
+    optimizer: dict[str, Any],
+    scheduler: dict[str, Any],
+    scaler: dict[str, Any],
+    precision: str,
+    channels_last: bool,
+    threads: int,
+    early_stopping: dict[str, Any],
+    best_mean_iou: float | None,
+    class_weights: list[float] | None,
+    metrics: dict[str, Any] | None,
+    world_size: int,
+    rng: dict[str, Any],
+    weight_average: dict[str, Any] | None = None,
+    epoch_progress: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A training run's checkpoint: ``header`` (:func:`checkpoint_header`), the network's
+    constructor arguments and weights (with a weight ``average``: the average as ``model``, the
+    trained weights as ``trained_model``), and the training state named by the keywords (the
+    states of the optimiser, schedule, scaler and early stopping as their ``state_dict``)."""
+    state = {
+        **header,
+        "model_config": network.config,
+        "model": network.state_dict(),
+        "epoch": epoch,
+        "iteration": iteration,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": scaler,
+        "precision": precision,
+        "channels_last": channels_last,
+        "threads": threads,
+        "early_stopping": early_stopping,
+        "best_mean_iou": best_mean_iou,
+        "class_weights": class_weights,
+        "metrics": metrics,
+        "world_size": world_size,
+        "rng": rng,
+    }
+    if average is not None:  # the average is the model; the trained weights resume
+        state |= {
+            "model": average.state_dict(),
+            "trained_model": network.state_dict(),
+            "weight_average": weight_average,
+        }
+    if epoch_progress is not None:
+        state["epoch_progress"] = epoch_progress
+    return state

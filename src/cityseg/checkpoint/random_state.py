@@ -51,3 +51,18 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's (global) and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def restore_for_rank(state: dict[str, Any], rank: int) -> None:
+    """Put back the generators of a checkpoint, which holds rank 0's: rank 0 takes them as they
+    are, every other rank derives its own from them, so that no two ranks draw alike."""
+    restore_rng_state(state)
+    if rank:
+        seed_everything(int(torch.randint(2**31, ())) + rank)

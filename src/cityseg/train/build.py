@@ -3,12 +3,10 @@ class weights from the training labels)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -173,10 +171,3 @@ def batch_per_process(batch_size: int, accumulate: int, world_size: int) -> int:
             f"train.accumulate={accumulate}; choose a multiple of {accumulate * world_size}"
         )
     return batch_size // (accumulate * world_size)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's (global) and torch's generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

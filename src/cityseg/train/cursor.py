@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from cityseg.checkpoint.random_state import capture_rng_state, restore_rng_state
-from cityseg.train.build import seed_everything
+from cityseg.checkpoint.random_state import capture_rng_state, restore_for_rank
 from cityseg.train.distributed import DistInfo, all_reduce_sum
 
 
@@ -65,9 +64,7 @@ class EpochCursor:
         position, for a resumed epoch."""
         if self.resume_from is None:
             return
-        restore_rng_state(self.resume_from["rng"])
-        if self.info.rank:  # rank 0's generators were saved: derive this rank's own
-            seed_everything(int(torch.randint(2**31, ())) + self.info.rank)
+        restore_for_rank(self.resume_from["rng"], self.info.rank)
         self.resume_from = None
 
     def add(self, loss: torch.Tensor) -> None:

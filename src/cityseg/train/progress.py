@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-import torch
 from tqdm import tqdm
 
 
 class EpochProgress:
     """A bar of the optimiser steps of one epoch (shown on the main process when
-    ``train.progress``), with the loss, learning rate and images per second so far.
+    ``train.progress``), with the loss and learning rate last read (at the log intervals: reading
+    a loss waits for the device) and the images per second so far.
 
     Args:
         steps: optimiser steps in the epoch.
@@ -33,12 +33,15 @@ class EpochProgress:
         """Images of a micro-step, over all processes."""
         self.images += images
 
-    def step(self, loss: torch.Tensor | None, lr: float) -> None:
-        """One optimiser step done (``loss``: of its last micro-batch that had images)."""
+    def step(self) -> None:
+        """One optimiser step done."""
         self.bar.update(1)
-        if self.show and loss is not None:
+
+    def show_loss(self, loss: float, lr: float) -> None:
+        """The loss of the last micro-batch that had images, read at a log interval."""
+        if self.show:
             rate = self.images / (time.perf_counter() - self.started)
-            self.bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
 
     def finish(self) -> float:
         """Close the bar; return the images per second of the epoch."""

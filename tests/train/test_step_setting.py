@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from cityseg.runtime.precision import cpu_bf16_support
-from cityseg.runtime.tuning import StepSetting
+from cityseg.runtime.step_check import CHECK_AFTER_STEPS, CHECK_STEPS
+from cityseg.runtime.tuning import StepSetting, cache_key
 from cityseg.train import step_setting
+from cityseg.train.engine import train
 from cityseg.train.step_setting import choose_step_setting, probe_step
+from tests.helpers import write_scenes
 from tests.helpers.training import tiny_config
 
 CPU = torch.device("cpu")
@@ -165,3 +168,28 @@ def test_the_run_checks_its_steps_against_the_step_measured_for_its_setting(tmp_
         changed = config(tmp_path, "train.precision=auto", "train.channels_last=auto",
                          unlike_the_probe)  # fmt: skip
         assert step_setting.step_time_check(changed, CPU, setting, 2).done
+
+
+def test_the_trainer_bounds_the_measurement_by_its_run_and_checks_its_steps(
+    tmp_path, cache, capsys
+):
+    scenes = write_scenes(tmp_path / "scenes", {"train": 16, "val": 1}, 32, 64)
+    given = ("train.precision=fp32", "train.channels_last=auto", "train.batch_size=1")
+    short = config(scenes, *given, "train.epochs=1", "train.max_iterations=3")
+    train(short, tmp_path / "short")
+    assert "a run of 3 steps is too short" in capsys.readouterr().out and not cache.exists()
+
+    steps = CHECK_AFTER_STEPS + CHECK_STEPS
+    run = config(scenes, *given, "train.epochs=2", f"train.max_iterations={steps}")
+    settings = step_setting.candidates(run, CPU, 1)[0]
+    remembered = {  # as if measured at a step of 1 microsecond: this run's steps are far slower
+        "setting": {"precision": "fp32", "channels_last": True, "threads": settings[0].threads},
+        "step_ms": {settings[0].describe(): 0.001},
+    }
+    key = cache_key(step_setting.speed_key(run, 1), settings)
+    cache.write_text(json.dumps({key: remembered}))
+    train(run, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert f"speed: {settings[0].describe()}, the fastest when measured before" in out
+    assert "the 0 ms measured before; the next run of this configuration measures" in out
+    assert json.loads(cache.read_text())[key]["stale"] is True

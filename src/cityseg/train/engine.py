@@ -233,7 +233,7 @@ class Trainer:
             done=done // cfg.accumulate,
         )
         micro_steps = run.steps_per_epoch * cfg.accumulate
-        batches = iter(run.train_loader)  # draws the workers' seed from the generator
+        batches = run.step_times.timed(iter(run.train_loader))  # draws the workers' seed now
         run.cursor.restore_random_state()
         for micro, batch in enumerate(batches, start=done):
             if micro >= micro_steps or self.iteration >= run.total_steps:

@@ -27,6 +27,7 @@ from cityseg.faults import TrainingFaults
 from cityseg.runtime.device import configure_determinism, resolve_device, use_device
 from cityseg.runtime.normalize import Normalize
 from cityseg.runtime.precision import Precision
+from cityseg.runtime.step_check import StepTimeCheck
 from cityseg.train.averaging import WeightAverage
 from cityseg.train.build import batch_per_process, build_criterion, build_model, initialize_from
 from cityseg.train.cursor import EpochCursor
@@ -35,7 +36,7 @@ from cityseg.train.history import RunHistory
 from cityseg.train.run_folder import RunFolder
 from cityseg.train.schedules import LRSchedule, Patience, build_optimizer, build_schedule
 from cityseg.train.step import TrainingStep
-from cityseg.train.step_setting import choose_step_setting
+from cityseg.train.step_setting import choose_step_setting, step_time_check
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Run:
     """The position in the current epoch."""
     setting_note: str
     """How the step setting was chosen ('' when the configuration gave it)."""
+    step_times: StepTimeCheck
+    """The run's own steps against the step measured for its setting."""
     sync_bn_note: str | None
     """What became of ``train.sync_bn`` (None: nothing to say)."""
     epoch: int = 0
@@ -134,7 +137,7 @@ def build_run(config: Config, run_dir: Path, info: DistInfo, resume: bool) -> Ru
         )
     total_steps = cfg.max_iterations or cfg.epochs * steps_per_epoch
     setting, setting_note = choose_step_setting(
-        config, device, batch_per_step, info.world_size, resume_state
+        config, device, batch_per_step, info.world_size, resume_state, planned_steps=total_steps
     )
     precision = Precision(setting.precision, device)
 
@@ -194,6 +197,7 @@ def build_run(config: Config, run_dir: Path, info: DistInfo, resume: bool) -> Ru
         faults=training_faults,
         cursor=EpochCursor(info, device),
         setting_note=setting_note,
+        step_times=step_time_check(config, device, setting, batch_per_step, info.world_size),
         sync_bn_note=sync_bn_note,
     )
     if resume_state is not None:

@@ -18,6 +18,8 @@ exact resume::
     config            the resolved training configuration (dict)
     epoch, iteration  completed epochs and optimiser steps
     precision         the number format the run trained in (fp32, bf16, fp16), resolved
+    channels_last     the memory layout it trained in; threads: its CPU threads (0: torch's)
+    world_size        the processes of the job that saved it
     optimizer, scheduler, scaler, early_stopping, class_weights, best_mean_iou, metrics, rng
 
 With a weight average (``train.ema_decay``) ``model`` holds the average, ``trained_model`` the

@@ -19,12 +19,21 @@ def existing_ancestor(path: Path) -> Path:
     return path
 
 
+def resolved(path: Path) -> Path:
+    """``path`` with its links and ``..`` resolved; a link that loops as it is written (made
+    absolute), so that reading it names it."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symbolic link that loops
+        return Path(path).absolute()
+
+
 def same_file(first: Path, second: Path) -> bool:
     """Whether two paths name one file (through links, ``..`` or hard links)."""
     try:
         return os.path.samefile(first, second)
     except OSError:  # one of them does not exist (yet): compare the names
-        return Path(first).resolve() == Path(second).resolve()
+        return resolved(first) == resolved(second)
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cityseg import labels
 from cityseg.data.io import read_rgb, write_png
 from cityseg.errors import ConfigError, DataError, UserError
-from cityseg.outputs import prepare_output_folder
+from cityseg.outputs import prepare_output_folder, resolved
 from cityseg.visualize.colors import colorize, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -107,7 +107,7 @@ def collect_inputs(patterns: Sequence[str | Path], exclude: Path | None = None) 
             elif not matches:
                 problems.append(f"{text}: no PNG or JPEG image found there; check the path")
         for match in matches:
-            found.setdefault(_resolved(match), match)
+            found.setdefault(resolved(match), match)
     if problems:
         raise UserError(*problems)
     if not found:
@@ -121,15 +121,8 @@ def _is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
 
 
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a symbolic link that loops
-        return path.absolute()
-
-
 def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and _resolved(path).is_relative_to(_resolved(folder))
+    return folder is not None and resolved(path).is_relative_to(resolved(folder))
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:

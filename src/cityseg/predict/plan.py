@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cityseg.errors import UserError
+from cityseg.outputs import resolved
 from cityseg.predict.files import OUTPUTS, photo_outputs
 from cityseg.predict.video import video_outputs
 
@@ -73,7 +74,7 @@ class _Inputs:
     link is the same file under another name)."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.by_name = {path.resolve(): path for path in paths}
+        self.by_name = {resolved(path): path for path in paths}
         self.by_inode = {}
         for path in paths:
             key = _inode(path)
@@ -82,13 +83,13 @@ class _Inputs:
 
     def find(self, path: Path) -> Path | None:
         """The input that ``path`` names, or None."""
-        found = self.by_name.get(path.resolve())
+        found = self.by_name.get(resolved(path))
         key = _inode(path) if found is None else None
         return self.by_inode.get(key) if key is not None else found
 
     def inside(self, folder: Path) -> Path | None:
         """An input inside ``folder`` (a video's frame folder, all of it the command's), or None."""
-        folder = folder.resolve()
+        folder = resolved(folder)
         return next((p for name, p in self.by_name.items() if name.is_relative_to(folder)), None)
 
 

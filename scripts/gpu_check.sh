@@ -157,8 +157,8 @@ case_sync_bn_two_gpus() {
     rm -rf "$WORK/data_damaged"
     cp -r "$WORK/data" "$WORK/data_damaged"
     image=$(find "$WORK/data_damaged/leftImg8bit/train" -name '*.png' | sort | head -n 1)
-    head -c 100 "$image" >"$image.part"
-    mv "$image.part" "$image"
+    head -c 100 "$image" >"$WORK/truncated.png"  # in the script's own folder, whatever $image is
+    mv "$WORK/truncated.png" "$image"
     CITYSEG_DIST_TIMEOUT=60 out "$log" torchrun --nproc_per_node 2 -m cityseg train \
         --out "$WORK/run_sync_bn" $COMMON data.root="$WORK/data_damaged" train.batch_size=2 \
         train.sync_bn=true data.skip_bad_samples=true

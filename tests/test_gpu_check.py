@@ -205,7 +205,7 @@ arguments as bash expanded them (on a machine with 2 GPUs)."""
 
 
 def recorded_calls(work: Path) -> list[list[str]]:
-    result = bash(DRY_RUN.format(work=work))
+    result = bash(DRY_RUN.format(work=work), cwd=work)  # anything written lands in work
     assert result.returncode == 0, result.stderr
     lines = (work / "calls").read_text().splitlines()
     return [line.split("\x1f")[:-1] for line in lines if line]

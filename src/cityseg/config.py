@@ -471,9 +471,7 @@ def _check_data(data: DataConfig) -> list[str]:
             problems.append(f"{what}: a side above {MAX_SIDE}; choose a smaller data.scale max")
         else:
             problems += _pixels(what, largest)
-    elif data.size is not None and data.crop is not None and len(data.size) == len(data.crop) == 2:
-        largest = [round(side * data.scale[1]) for side in data.size]
-        if data.crop[0] > largest[0] or data.crop[1] > largest[1]:
+        if data.crop is not None and (data.crop[0] > largest[0] or data.crop[1] > largest[1]):
             problems.append(
                 f"data.crop {data.crop} is larger than the largest scaled image {largest} "
                 f"(data.size {data.size} x data.scale max {data.scale[1]:g}): the crops would "

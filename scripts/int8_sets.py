@@ -9,7 +9,7 @@ be redistributed):
   the seeded 10% of ``data.val_fraction=0.1``, ``train.seed=0``), with their labels, for
   ``--data``.
 
-Usage: ``python scripts/int8_sets.py ../shared/data/pairs --out /tmp/int8_sets``
+Usage: ``python scripts/int8_sets.py data/pairs --out /tmp/int8_sets``
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ functions live in :mod:`tests.helpers`."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,20 @@ def cityscapes_root() -> Path:
 def pairs_root() -> Path:
     """The Kaggle pairs sample: 2975 train JPEGs of 256x512."""
     return _shared("pairs")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_signals_as_in_a_terminal():
+    """The tests send SIGINT, SIGTERM and SIGHUP as a terminal would; a suite started by nohup
+    or as a background job (SIGHUP, SIGINT ignored, which the commands and their children keep
+    ignoring by design) gets them back for its run."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    if hasattr(signal, "SIGHUP"):
+        defaults[signal.SIGHUP] = signal.SIG_DFL
+    previous = {signum: signal.signal(signum, handler) for signum, handler in defaults.items()}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

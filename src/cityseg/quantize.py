@@ -47,7 +47,7 @@ from cityseg.predict.onnx_segmenter import INPUT_NAME, OnnxSegmenter, resize_pho
 
 DEFAULT_MAX_DROP = 0.02
 MAX_CALIBRATION_PHOTOS = 500
-SPEED_RUNS = 10
+SPEED_RUNS = 50
 
 
 def report_path(out: str | Path) -> Path:

@@ -30,7 +30,7 @@ The measurement pays for itself. Given the run's planned steps, it costs at most
   not remembered: a longer run measures it.
 
 A remembered setting is checked against the run's own steps (:mod:`cityseg.runtime.step_check`):
-where their median is 1.25x slower or faster than the step measured for that setting, the
+where their median is 1.5x slower or faster than the step measured for that setting, the
 measurement is marked stale and the next run of the configuration measures again (it was
 measured on busy cores, or the machine changed since).
 """

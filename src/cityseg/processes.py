@@ -14,8 +14,10 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import platform
 import signal
 import sys
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _parent_pid: int | None = None
@@ -84,3 +86,15 @@ def stop_children(timeout: float = 5.0) -> None:
             pass
     for child in children:
         child.join(timeout)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what Python knows: what a
+    measured speed holds for."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from cityseg import processes
 from cityseg.errors import ConfigError, DataError
 from cityseg.export import DEFAULT_OPSET, export_checkpoint
 from cityseg.metrics.confusion import confusion_matrix_np
@@ -303,7 +303,7 @@ def _quantize(
         float_ms, int8_ms = speed["float"], speed["int8"]
         report["speed"] = {
             "float_ms": round(float_ms, 2), "int8_ms": round(int8_ms, 2),
-            "speedup": round(float_ms / int8_ms, 3), "cpu": cpu_name(),
+            "speedup": round(float_ms / int8_ms, 3), "cpu": processes.cpu_model(),
             "threads": os.cpu_count(), "runs": SPEED_RUNS,
         }  # fmt: skip
         report["size_bytes"] = {
@@ -321,14 +321,3 @@ def _quantize(
         del models  # (close the sessions before the files move)
         os.replace(int8_path, out)
     return report
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what Python knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -110,7 +110,7 @@ def test_another_configuration_or_candidate_list_is_measured_apart(tmp_path):
 def test_a_remembered_setting_is_for_this_machine_only(tmp_path, monkeypatch):
     seconds = dict.fromkeys(SETTINGS, 0.001)
     fastest_setting("net", SETTINGS, sleeping_steps(seconds, []), tmp_path)
-    monkeypatch.setattr(tuning, "cpu_model", lambda: "Another CPU")
+    monkeypatch.setattr(tuning.processes, "cpu_model", lambda: "Another CPU")
     calls: list[StepSetting] = []
     fastest_setting("net", SETTINGS, sleeping_steps(seconds, calls), tmp_path)
     assert calls  # measured again

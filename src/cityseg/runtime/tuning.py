@@ -38,7 +38,6 @@ measured on busy cores, or the machine changed since).
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from cityseg import processes
 from cityseg.runtime.speed_cache import (
     CACHE_FILE,
     NO_FOLDER,
@@ -154,19 +154,9 @@ def _time_round(
 def machine_key() -> str:
     """The CPU, the threads torch uses and the torch version: what a measurement holds for."""
     return (
-        f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | "
+        f"{processes.cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | "
         f"{torch.get_num_threads()} threads | torch {torch.__version__}"
     )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fastest_setting(

@@ -7,9 +7,11 @@ line instead of filling the memory. No torch import here.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from cityseg import environment
 
@@ -56,3 +58,45 @@ def pixels_problem(width: int, height: int) -> str | None:
             "raise CITYSEG_MAX_PIXELS"
         )
     return None
+
+
+def read_json(path: Path, max_bytes: int) -> Any:
+    """The JSON document in ``path``, read only as a regular file of at most ``max_bytes`` (opened
+    without blocking: a pipe in its place is never waited on).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: why it cannot be read, in a few words: a folder, not a regular file, too
+            large, not UTF-8 or not JSON, nested too deeply, or holding NaN or Infinity (which
+            JSON does not have).
+    """
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(error.strerror or str(error)) from None
+    info = os.fstat(handle)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(handle)
+        raise ValueError("not a regular file (a pipe, device or folder)")
+    with os.fdopen(handle, "rb") as file:
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"more than the {_bytes(max_bytes)} limit")
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as error:  # (also bytes that are not UTF-8)
+        raise ValueError(f"not valid JSON ({str(error)[:80]})") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bytes(count: int) -> str:
+    if count >= 2**20:
+        return f"{count / 2**20:.0f} MiB"
+    return f"{count / 2**10:.0f} KiB" if count >= 2**10 else f"{count} bytes"

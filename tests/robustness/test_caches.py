@@ -291,3 +291,41 @@ def test_a_pipe_at_a_run_folders_history_is_one_line(tmp_path):
     os.mkfifo(tmp_path / "metrics.jsonl")
     with pytest.raises(ConfigError, match="metrics.jsonl: not a regular file"):
         RunHistory(tmp_path, resume_epoch=1)  # would block on its first append
+
+
+# --- the one bounded JSON reader of every cache, marker and model folder ------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"[" + b"1," * 200 + b"1]", "more than the 256 bytes limit"),
+        (b"[NaN]", "not valid JSON (NaN is not a JSON number)"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[" * 200 + b"]" * 200, None),  # within the bound: nested, but fine
+    ],
+)
+def test_read_json_is_bounded_and_says_why(tmp_path, content, reason):
+    from cityseg.limits import read_json
+
+    path = tmp_path / "file.json"
+    path.write_bytes(content)
+    if reason is None:
+        assert read_json(path, 1024) is not None
+        path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+        with pytest.raises(ValueError, match="nested too deeply"):
+            read_json(path, 10**6)
+        return
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        read_json(path, 256)
+
+
+def test_read_json_never_opens_a_pipe_or_folder_for_reading(tmp_path):
+    from cityseg.limits import read_json
+
+    os.mkfifo(tmp_path / "pipe.json")
+    for path in (tmp_path / "pipe.json", tmp_path):
+        with pytest.raises(ValueError, match="not a regular file"):
+            read_json(path, 1024)  # returns at once: nothing waits on a writer
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "missing.json", 1024)

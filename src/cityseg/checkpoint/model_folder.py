@@ -108,11 +108,9 @@ def read_model_folder(folder: str | Path) -> dict[str, Any]:
         if problem is not None:
             raise CheckpointError(f"{path}: {problem}; write the folder with `cityseg hub save`")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{config_path}: not readable JSON ({error}); write it with `cityseg hub save`"
-        ) from None
+        config = limits.read_json(config_path, MAX_CONFIG_BYTES)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: {error}; write it with `cityseg hub save`") from None
     if not isinstance(config, dict) or config.get("format") != MODEL_FOLDER_FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(

@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -108,16 +107,10 @@ def load_index(path: Path) -> object:
     """The JSON of the index at ``path``, or None when it is not a regular file of at most
     ``MAX_INDEX_BYTES`` (a pipe there is not opened: it would block) or not JSON (deep nesting
     and ``Infinity`` included)."""
-    if not path.is_file() or limits.regular_file_problem(path, MAX_INDEX_BYTES) is not None:
-        return None
     try:
-        return json.loads(path.read_bytes(), parse_constant=_no_constant)
-    except (OSError, ValueError, RecursionError):  # (also bytes that are not UTF-8)
+        return limits.read_json(path, MAX_INDEX_BYTES)
+    except (OSError, ValueError):
         return None
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} in an index")
 
 
 def sound_index(index: object) -> bool:

@@ -111,10 +111,8 @@ def load_counts(path: Path, key: str, length: int, num_classes: int) -> np.ndarr
     """The table saved at ``path`` under ``key`` with ``length`` rows, or None: missing, of
     another key or shape, larger than such a table can be, or damaged (counted as none)."""
     most_bytes = 4096 + length * (num_classes + 1) * 21  # 20 digits and a comma a count
-    if not path.is_file() or limits.regular_file_problem(path, most_bytes) is not None:
-        return None
     try:
-        saved = json.loads(path.read_bytes())
+        saved = limits.read_json(path, most_bytes)
         if not isinstance(saved, dict) or saved.get("format") != COUNTS_FORMAT:
             return None
         if saved.get("key") != key:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cityseg import faults, labels
+from cityseg import faults, labels, limits
 from cityseg.data.cityscapes import rasterise_polygons
 from cityseg.data.datasets import open_dataset
 from cityseg.data.io import read_label_png, read_unchanged
@@ -351,11 +351,8 @@ MAX_METRICS_BYTES = 64 * 2**20
 
 def is_evaluation_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a ``metrics.json`` written by an evaluation (its marker)."""
-    path = Path(folder) / METRICS_JSON
     try:
-        if not path.is_file() or path.stat().st_size > MAX_METRICS_BYTES:
-            return False
-        metrics = json.loads(path.read_text())
+        metrics = limits.read_json(Path(folder) / METRICS_JSON, MAX_METRICS_BYTES)
     except (OSError, ValueError):
         return False
     return isinstance(metrics, dict) and {"checkpoint", "inference", "mean_iou"} <= metrics.keys()

@@ -18,10 +18,9 @@ import json
 import math
 import os
 import pwd
-import stat
 from pathlib import Path
 
-from cityseg import environment
+from cityseg import environment, limits
 
 CACHE_VARIABLE = "CITYSEG_CACHE_DIR"
 CACHE_FILE = "speed.json"
@@ -57,42 +56,14 @@ def read_cache(path: Path) -> tuple[dict, str | None]:
     """The measurements remembered in ``path``, and why they count as none when the file is
     there but cannot be used (None when it is fine or missing)."""
     try:
-        info = os.stat(path)
+        known = limits.read_json(path, MAX_CACHE_BYTES)
     except FileNotFoundError:
         return {}, None
-    except OSError as error:
-        return {}, f"{path}: {error.strerror or error}"
-    if not stat.S_ISREG(info.st_mode):
-        return {}, f"{path}: not a regular file (a pipe, device or folder)"
-    try:
-        data = _read_regular(path)
-    except OSError as error:
-        return {}, f"{path}: {error.strerror or error}"
-    if data is None:
-        return {}, f"{path}: larger than {MAX_CACHE_BYTES // 2**10} KiB or not a regular file"
-    try:
-        known = json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:  # (also bytes that are not UTF-8)
-        return {}, f"{path}: not valid JSON ({str(error)[:80]})"
+    except ValueError as error:
+        return {}, f"{path}: {error}"
     if not (isinstance(known, dict) and all(map(_valid_entry, known.values()))):
         return {}, f"{path}: not the measurements of cityseg (unexpected entries)"
     return known, None
-
-
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of ``path`` if it is (still) a regular file within the bound, else None. Opened
-    without blocking, in case a pipe took the file's place since it was looked at."""
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(handle, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:
-            return None
-        data = file.read(MAX_CACHE_BYTES + 1)
-    return data if len(data) <= MAX_CACHE_BYTES else None
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number a measurement can have")
 
 
 def _valid_entry(entry: object) -> bool:

@@ -15,13 +15,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from cityseg import limits
 from cityseg.checkpoint.io import checkpoint_file, load_checkpoint
 from cityseg.checkpoint.loading import load_model
 from cityseg.checkpoint.model_folder import model_config_json, write_model_folder
@@ -47,14 +47,10 @@ def read_evaluation(path: str | Path) -> dict[str, Any]:
         raise DataError(
             f"{file}: no evaluation found; give --eval the folder `cityseg evaluate --out` wrote"
         )
-    if file.stat().st_size > MAX_METRICS_BYTES:
-        raise DataError(f"{file}: larger than {MAX_METRICS_BYTES >> 20} MB; not a metrics.json")
     try:
-        metrics = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(
-            f"{file}: not readable JSON ({error}); run `cityseg evaluate` again"
-        ) from None
+        metrics = limits.read_json(file, MAX_METRICS_BYTES)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{file}: {error}; run `cityseg evaluate` again") from None
     if not isinstance(metrics, dict) or not isinstance(metrics.get("classes"), dict):
         raise DataError(f"{file}: not a metrics.json written by `cityseg evaluate`")
     return metrics

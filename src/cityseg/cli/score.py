@@ -42,7 +42,7 @@ def run(args) -> int:
     from cityseg.evaluate.submissions import score_predictions
     from cityseg.metrics.official import format_official
     from cityseg.metrics.summary import format_table
-    from cityseg.outputs import check_output_file
+    from cityseg.outputs import check_output_file, write_text_atomically
 
     if not args.gt:
         raise UserError(
@@ -69,9 +69,7 @@ def run(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        temporary.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(temporary, out)  # a score file is replaced whole
+        write_text_atomically(out, json.dumps(result, indent=2) + "\n")  # replaced whole
         print(f"wrote {out}")
     return 0
 

@@ -13,7 +13,6 @@ entries dropped to keep it within the bound, and never over something that is no
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -21,6 +20,7 @@ import pwd
 from pathlib import Path
 
 from cityseg import environment, limits
+from cityseg.outputs import write_text_atomically
 
 CACHE_VARIABLE = "CITYSEG_CACHE_DIR"
 CACHE_FILE = "speed.json"
@@ -93,15 +93,11 @@ def write_cache(path: Path, known: dict) -> str | None:
     while len(text.encode()) > MAX_CACHE_BYTES and len(entries) > 1:
         del entries[next(iter(entries))]
         text = json.dumps(entries, indent=1)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         if path.exists() and not path.is_file():
             return f"{path} is not a regular file; remove it"
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(text)
-        os.replace(partial, path)
+        write_text_atomically(path, text)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         return f"{path}: {error.strerror or error}"
     return None

@@ -28,11 +28,6 @@ def available_pretrained() -> list[str]:
     )
 
 
-def is_pretrained_name(name: str) -> bool:
-    """Whether ``name`` names a pretrained model: a shipped one or ``hf:USER/NAME``."""
-    return is_hub_name(name) or name in available_pretrained()
-
-
 def pretrained_path(name: str) -> Path:
     """The file of the shipped checkpoint ``name``, or for ``hf:USER/NAME[@REVISION]`` the cached
     folder of the Hub model (``config.json`` and ``model.safetensors``, which every checkpoint

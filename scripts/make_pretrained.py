@@ -26,7 +26,10 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def write_heldout(config_path: Path, out: Path) -> list[Path]:
-    """Symlink the validation images the run at ``config_path`` held out into ``out/val/``."""
+    """Symlink the validation images the run at ``config_path`` held out into ``out/val/``.
+
+    A link already there (from an earlier call) is replaced; any other file is left alone and
+    stops the command, since it is not this script's to overwrite."""
     config = load_config(config_path, ["data.cache=null", "data.max_val_images=null"])
     splits = open_splits(config.data, config.train.seed)
     dataset, indices = splits.val.dataset, splits.val.indices
@@ -35,7 +38,10 @@ def write_heldout(config_path: Path, out: Path) -> list[Path]:
     for index in indices:
         source = Path(dataset.samples[index].image_path).resolve()
         link = out / "val" / source.name
-        link.unlink(missing_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            raise SystemExit(f"{link}: a file that is not a link is in the way; use another --out")
         link.symlink_to(source)
         links.append(link)
     return links

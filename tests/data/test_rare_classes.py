@@ -20,6 +20,7 @@ from cityseg.data.prepare import prepare_cache
 from cityseg.data.rare_classes import (
     COUNTS_FILE,
     class_probabilities,
+    class_totals,
     count_table,
     counts_key,
     draw_epoch,
@@ -191,6 +192,31 @@ def test_the_sampler_keeps_its_counts_in_the_run_folder_once_the_epoch_starts(
     assert all(torch.equal(a, b) for a, (_, b) in zip(first, again, strict=True))
     rank_1 = rare_class_sampler(splits.train, config, seed=0, rank=1, world_size=2, run_dir=run)
     assert rank_1.unsaved is None and len(rank_1) == 4
+
+
+def test_class_weights_come_from_the_same_counts_in_one_pass_over_the_labels(
+    scenes, tmp_path, monkeypatch, capsys
+):
+    from cityseg.train import build
+    from cityseg.train.distributed import DistInfo
+    from cityseg.train.losses import count_class_pixels
+
+    config = data_config(scenes)
+    splits = open_splits(config, seed=0)
+    labels = [splits.train[i][1] for i in range(len(splits.train))]
+    pixels, image_pixels = count_class_pixels(labels, NUM_CLASSES)
+    totals = class_totals(count_table(labels, NUM_CLASSES))
+    assert np.array_equal(totals[0], pixels) and np.array_equal(totals[1], image_pixels)
+
+    train, _ = build_loaders(splits, config, batch_size=2, seed=0, run_dir=tmp_path / "run")
+    assert train.sampler.counts.shape == (len(splits.train), NUM_CLASSES + 1)
+    full = load_config(None, [f"data.root={scenes}", "loss.class_weights=auto"])
+    info, cpu = DistInfo(), torch.device("cpu")
+    separate = build.build_criterion(full, splits.train, info, cpu, None)[1]
+    monkeypatch.setattr(build, "compute_class_weights", None)  # a second pass would fail
+    shared = build.build_criterion(full, splits.train, info, cpu, None, train.sampler.counts)
+    assert shared[1] == pytest.approx(separate)
+    capsys.readouterr()
 
 
 def test_unreadable_labels_stop_the_counting_unless_skipped(scenes, tmp_path):

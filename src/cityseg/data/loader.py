@@ -177,6 +177,8 @@ class RareClassSampler(Sampler[int]):
         seed: with the epoch, fixes the draws.
         note: the line printed when training starts.
         unsaved: counts written into the run folder when the first epoch starts (rank 0).
+        counts: the (N, C + 1) class pixels of each training image the plan was made from
+            (:func:`~cityseg.data.rare_classes.count_table`), for the class weights.
     """
 
     def __init__(
@@ -188,10 +190,11 @@ class RareClassSampler(Sampler[int]):
         seed: int = 0,
         note: str | None = None,
         unsaved: UnsavedCounts | None = None,
+        counts: np.ndarray | None = None,
     ) -> None:
         self.plan, self.num_replicas, self.rank, self.seed = plan, num_replicas, rank, seed
         self.num_samples = math.ceil(length / num_replicas)
-        self.note, self.unsaved = note, unsaved
+        self.note, self.unsaved, self.counts = note, unsaved, counts
         self.epoch = 0
         self.skip = 0
 
@@ -419,7 +422,7 @@ def rare_class_sampler(
             "data.rare_class_min_pixels or check the training labels"
         )
     note = describe_plan(plan, config.rare_class_sampling, CLASS_NAMES)
-    return RareClassSampler(plan, len(dataset), world_size, rank, seed, note, unsaved)
+    return RareClassSampler(plan, len(dataset), world_size, rank, seed, note, unsaved, table)
 
 
 class _Labels(Dataset):

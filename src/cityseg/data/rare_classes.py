@@ -68,6 +68,14 @@ def count_table(targets: Iterable[np.ndarray | None], num_classes: int) -> np.nd
     return np.array(rows, dtype=np.int64).reshape(len(rows), num_classes + 1)
 
 
+def class_totals(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, from a :func:`count_table`: its labelled pixels, and the pixels of the images in
+    which it occurs (what class weights are computed from, so that one pass over the labels
+    serves both)."""
+    pixels, totals = table[:, :-1], table[:, -1:]
+    return pixels.sum(axis=0), ((pixels > 0) * totals).sum(axis=0)
+
+
 def cached_labels(dataset) -> tuple[np.ndarray, list[int]] | None:
     """The memory-mapped labels of a prepared cache under ``dataset`` (a
     :class:`~cityseg.data.cache.CachedDataset` or a subset of one) and the rows of its items, or

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -14,6 +15,7 @@ from cityseg.checkpoint import compatibility
 from cityseg.checkpoint.io import checkpoint_file, load_checkpoint
 from cityseg.config import Config, ModelConfig
 from cityseg.data.loader import ShardSampler, training_workers, worker_options
+from cityseg.data.rare_classes import class_totals
 from cityseg.data.unreadable import BadSample, read_or_report
 from cityseg.errors import CheckpointError, ConfigError, DataError
 from cityseg.model import init_encoder, model_from_config
@@ -90,8 +92,11 @@ def build_criterion(
     info: DistInfo,
     device: torch.device,
     resume_state: dict[str, Any] | None,
+    counts: np.ndarray | None = None,
 ) -> tuple[SegmentationLoss, list[float] | None]:
-    """The training loss and its class weights (computed once, then read from the checkpoint)."""
+    """The training loss and its class weights (computed once, then read from the checkpoint):
+    from ``counts``, the per-image class pixels rare-class sampling has already counted
+    (:func:`~cityseg.data.rare_classes.count_table`), else from a pass over the labels."""
     spec, num_classes = config.loss.class_weights, config.model.num_classes
     if spec is None or spec == "none":
         weights = None
@@ -101,7 +106,10 @@ def build_criterion(
         weights = list(resume_state["class_weights"])
     else:
         method = "enet" if spec == "auto" else spec
-        weights = compute_class_weights(train_set, method, num_classes, config, info, device)
+        if counts is not None:
+            weights = class_weights_from_counts(*class_totals(counts), method)
+        else:
+            weights = compute_class_weights(train_set, method, num_classes, config, info, device)
         shown = ", ".join(f"{w:.2f}" for w in weights)
         print_main(info, f"class weights ({method}, from {len(train_set)} labels): [{shown}]")
     criterion = SegmentationLoss(

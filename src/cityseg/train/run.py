@@ -153,7 +153,10 @@ def build_run(config: Config, run_dir: Path, info: DistInfo, resume: bool) -> Ru
         print_main(info, initialize_from(raw_model, cfg.init_from))
     norm = raw_model.normalization
     normalize = Normalize(norm["mean"], norm["std"], setting.channels_last).to(device)
-    criterion, class_weights = build_criterion(config, splits.train, info, device, resume_state)
+    counts = getattr(train_loader.sampler, "counts", None)  # rare-class sampling's, if on
+    criterion, class_weights = build_criterion(
+        config, splits.train, info, device, resume_state, counts
+    )
     optimizer = build_optimizer(raw_model, cfg)
     scaler = precision.grad_scaler()
     model, sync_bn_note = wrap_model(raw_model, device, info, cfg.sync_bn)

@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_inference.py",
     "bench_profile.py",
     "bench_layers.py",
+    "bench_train_command.py",
 ]
 
 

@@ -29,7 +29,7 @@ class DemoSettings:
     half_size_epochs: int = 3
     half_size_batch: int = 8
     """Images per step at half size (demo.yaml's batch for the full size)."""
-    epochs: int = 5
+    epochs: int = 7
     height: int = 128
     width: int = 256
     variation: float = 0.2

@@ -39,6 +39,7 @@ from _common import (
     markdown_table,
     median,
     resolve_device,
+    use_fast_allocator,
 )
 
 PATHS = ("first", "remembered", "fp32")
@@ -101,6 +102,7 @@ def run_once(path: str, args, pairs: Path, work: Path, run_index: int) -> float:
 
 
 def main() -> None:
+    use_fast_allocator()  # the commands inherit it, as from a user's shell after the first one
     args = parse_arguments()
     paths = [path for path in args.paths.split(",") if path]
     unknown = set(paths) - set(PATHS)

@@ -192,6 +192,11 @@ EXPECTED_SKIPS = {
     ),
     (
         "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/lite1 "
+        "data.root=data/pairs data.cache=CACHE train.epochs=8 model.encoder=efficientnet-lite1",
+    ),
+    (
+        "real data",
         "cityseg train --config configs/pairs_unet.yaml --out runs/unet "
         "data.root=data/pairs data.cache=CACHE train.epochs=8",
     ),

@@ -167,6 +167,24 @@ def test_missing_ground_truth_is_one_line(tmp_path, capsys):
     assert len(lines) == 1 and "no gtFine/val folder" in lines[0]
 
 
+def test_ground_truth_from_the_environment(submission, tmp_path, monkeypatch, capsys):
+    root, pred_dir = submission
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(root))
+    assert main(["score", str(pred_dir)]) == 0
+    assert "Score Average" in capsys.readouterr().out
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(tmp_path))  # no gtFine there
+    assert main(["score", str(pred_dir)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"cityseg score: error: CITYSCAPES_DATASET={tmp_path}: no gtFine/val folder there; "
+        "set it to the folder that holds gtFine/, or pass --gt"
+    ]
+    assert main(["score", str(pred_dir), "--gt", str(root)]) == 0  # --gt wins over the variable
+    monkeypatch.delenv("CITYSCAPES_DATASET")
+    assert main(["score", str(pred_dir)]) == 2
+    assert "--gt: missing" in capsys.readouterr().err
+
+
 def test_train_id_predictions_get_a_note(submission, tmp_path):
     root, pred_dir = copy_submission(submission, tmp_path)
     for path in pred_dir.rglob("*.png"):

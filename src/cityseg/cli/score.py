@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +20,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--gt",
         metavar="ROOT",
-        default=os.environ.get("CITYSCAPES_DATASET"),
         help="folder holding gtFine/ (or gtFine_trainvaltest/gtFine); default $CITYSCAPES_DATASET",
     )
     parser.add_argument("--split", default="val", help="gtFine split to score (default: val)")
@@ -36,7 +36,6 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import json
     import time
-    from pathlib import Path
 
     from cityseg.errors import UserError
     from cityseg.evaluate.submissions import score_predictions
@@ -44,17 +43,14 @@ def run(args) -> int:
     from cityseg.metrics.summary import format_table
     from cityseg.outputs import check_output_file, write_text_atomically
 
-    if not args.gt:
-        raise UserError(
-            "--gt: missing; pass the folder that holds gtFine/ (or set CITYSCAPES_DATASET)"
-        )
+    gt = Path(args.gt) if args.gt else _ground_truth_from_environment(args.split)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     if args.out:
         check_output_file(Path(args.out))
         _check_replaceable(Path(args.out))
     start = time.perf_counter()
-    result = score_predictions(Path(args.pred_dir), Path(args.gt), args.split, args.workers)
+    result = score_predictions(Path(args.pred_dir), gt, args.split, args.workers)
     seconds = time.perf_counter() - start
     print(format_official(result["cityscapes"]))
     if args.details:
@@ -72,6 +68,27 @@ def run(args) -> int:
         write_text_atomically(out, json.dumps(result, indent=2) + "\n")  # replaced whole
         print(f"wrote {out}")
     return 0
+
+
+def _ground_truth_from_environment(split: str) -> Path:
+    """The ``--gt`` folder ``CITYSCAPES_DATASET`` names, checked here so that a wrong value is
+    named as the variable's, not as an option the user never typed."""
+    from cityseg.errors import DataError, UserError
+    from cityseg.evaluate.submissions import find_gt_folder
+
+    value = os.environ.get("CITYSCAPES_DATASET", "")
+    if not value:
+        raise UserError(
+            "--gt: missing; pass the folder that holds gtFine/ (or set CITYSCAPES_DATASET)"
+        )
+    try:
+        find_gt_folder(Path(value), split)
+    except DataError:
+        raise UserError(
+            f"CITYSCAPES_DATASET={value}: no gtFine/{split} folder there; set it to the folder "
+            "that holds gtFine/, or pass --gt"
+        ) from None
+    return Path(value)
 
 
 SCORE_KEYS = ("cityscapes", "frames", "mean_iou")

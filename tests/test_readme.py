@@ -197,6 +197,16 @@ EXPECTED_SKIPS = {
     ),
     (
         "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/colour "
+        "data.root=data/pairs data.cache=CACHE train.epochs=9 data.color_jitter=0.3",
+    ),
+    (
+        "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/scale "
+        "data.root=data/pairs data.cache=CACHE train.epochs=9 'data.scale=[0.5,1.5]'",
+    ),
+    (
+        "real data",
         "cityseg train --config configs/pretrained_pairs.yaml --out runs/ft256 "
         "data.root=data/pairs data.cache=CACHE256 'data.size=[256,256]' train.epochs=8 "
         "train.lr=0.0003 train.init_from=runs/pretrained_pairs/checkpoint_last.pt",

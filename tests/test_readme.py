@@ -207,6 +207,12 @@ EXPECTED_SKIPS = {
     ),
     (
         "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/ohem "
+        "data.root=data/pairs data.cache=CACHE train.epochs=9 loss.ohem_thresh=0.7 "
+        "loss.ohem_min_kept=26000",
+    ),
+    (
+        "real data",
         "cityseg train --config configs/pretrained_pairs.yaml --out runs/ft256 "
         "data.root=data/pairs data.cache=CACHE256 'data.size=[256,256]' train.epochs=8 "
         "train.lr=0.0003 train.init_from=runs/pretrained_pairs/checkpoint_last.pt",

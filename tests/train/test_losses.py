@@ -72,6 +72,34 @@ def test_ohem_threshold_selects_low_confidence_pixels():
     assert loss.item() > F.cross_entropy(logits, target.long()).item()
 
 
+def kept_by_definition(losses, valid, thresh, min_kept):
+    """OHEM's mask as defined: the valid pixels whose loss is above -ln(thresh), or, where fewer
+    than ``min_kept`` pass, those at or above the ``min_kept``-th largest valid loss."""
+    threshold = -math.log(thresh)
+    valid_losses = losses[valid]
+    kept = min(min_kept, valid_losses.numel())
+    if kept > 0 and int((valid_losses > threshold).sum()) < kept:
+        threshold = min(threshold, valid_losses.topk(kept).values[-1].item())
+        return valid & (losses >= threshold)
+    return valid & (losses > threshold)
+
+
+@pytest.mark.parametrize("thresh", [1e-9, 0.3, 0.7, 0.999])
+@pytest.mark.parametrize("min_kept", [0, 1, 7, 40, 60, 1000])
+@pytest.mark.parametrize("ignored", [0.0, 0.5, 1.0])
+def test_ohem_mask_matches_its_definition(thresh, min_kept, ignored):
+    """Every threshold, ``min_kept`` below, between and above the valid and all pixels (60),
+    with none, half or all of the pixels ignored."""
+    logits, target = batch(seed=4)
+    generator = torch.Generator().manual_seed(5)
+    target[torch.rand(target.shape, generator=generator) < ignored] = 255
+    losses = F.cross_entropy(logits, target.long(), ignore_index=255, reduction="none").detach()
+    valid = target != 255
+    loss = SegmentationLoss(4, ohem_thresh=thresh, ohem_min_kept=min_kept)
+    mask = loss.hard_pixels(losses, valid)
+    assert torch.equal(mask, kept_by_definition(losses, valid, thresh, min_kept))
+
+
 def test_ohem_never_picks_ignored_pixels():
     logits, target = batch(seed=3)
     target[0] = 255

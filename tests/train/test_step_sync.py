@@ -89,11 +89,14 @@ def test_the_counter_sees_a_read(reads):
     assert seen.count("tolist") == 1 and len(seen) == 3
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_training_steps_read_nothing_back_between_log_intervals(tmp_path, reads, precision):
-    """Eight steps (two epochs) with accumulation, clipping and a weight average: no read inside
-    a micro-step or an optimiser step; the log intervals (every 3 steps) read. (SGD: Adam keeps
-    its step counts on the host by design, which reads no device.)"""
+@pytest.mark.parametrize(
+    ("precision", "loss"),
+    [("fp32", []), ("bf16", []), ("fp32", ["loss.ohem_thresh=0.7", "loss.ohem_min_kept=500"])],
+)
+def test_training_steps_read_nothing_back_between_log_intervals(tmp_path, reads, precision, loss):
+    """Eight steps (two epochs) with accumulation, clipping and a weight average (and OHEM): no
+    read inside a micro-step or an optimiser step; the log intervals (every 3 steps) read. (SGD:
+    Adam keeps its step counts on the host by design, which reads no device.)"""
     scenes = write_scenes(tmp_path / "scenes", {"train": 16, "val": 2}, 32, 64)
     config = tiny_config(
         scenes,
@@ -106,6 +109,7 @@ def test_training_steps_read_nothing_back_between_log_intervals(tmp_path, reads,
         "train.ema_decay=0.9",
         "train.log_every=3",
         f"train.precision={precision}",
+        *loss,
     )
     trainer = engine.Trainer(build_run(config, tmp_path / "run", DistInfo(), resume=False))
     in_micro_steps = reads(engine.Trainer, "micro_step")

@@ -11,6 +11,7 @@ Class weights computed from the training labels (``loss.class_weights``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -77,14 +78,20 @@ class SegmentationLoss(nn.Module):
 
     @torch.no_grad()
     def hard_pixels(self, losses: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Mask of the pixels OHEM keeps: loss above -ln(thresh), or the ``min_kept`` largest."""
-        valid_losses = losses[valid]
-        threshold = -torch.log(torch.tensor(self.ohem_thresh, device=losses.device))
-        kept = min(self.ohem_min_kept, valid_losses.numel())
-        if kept > 0 and int((valid_losses > threshold).sum()) < kept:
-            threshold = torch.minimum(threshold, valid_losses.topk(kept).values[-1])
-            return valid & (losses >= threshold)
-        return valid & (losses > threshold)
+        """Mask of the pixels OHEM keeps: loss above -ln(thresh), or the ``min_kept`` largest
+        where fewer pass.
+
+        Computed on the device without reading anything back (no counts, no boolean indexing),
+        so that a GPU never waits for it: ignored pixels enter the top-k as -1, below every loss.
+        """
+        threshold = -math.log(self.ohem_thresh)
+        above = valid & (losses > threshold)
+        kept = min(self.ohem_min_kept, losses.numel())
+        if kept <= 0:
+            return above
+        kth = losses.masked_fill(~valid, -1.0).flatten().topk(kept).values[-1]
+        too_few = above.sum() < valid.sum().clamp(max=kept)
+        return torch.where(too_few, valid & (losses >= kth.clamp(max=threshold)), above)
 
 
 def count_class_pixels(labels: Iterable[np.ndarray], num_classes: int) -> tuple[np.ndarray, ...]:

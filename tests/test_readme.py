@@ -217,6 +217,11 @@ EXPECTED_SKIPS = {
     ),
     (
         "real data",
+        "cityseg train --config configs/pretrained_pairs.yaml --out runs/colour70 "
+        "data.root=data/pairs data.cache=CACHE data.color_jitter=0.3",
+    ),
+    (
+        "real data",
         "cityseg train --config configs/pretrained_pairs.yaml --out runs/no_ohem "
         "data.root=data/pairs data.cache=CACHE loss.ohem_thresh=null",
     ),
